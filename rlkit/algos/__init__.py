@@ -1,0 +1,1 @@
+"""Pure tensor math of the RL algorithms: no Hydra, MLflow or model imports here."""

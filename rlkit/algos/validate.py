@@ -1,0 +1,189 @@
+"""Validation of an ``algo`` config (a plain dict, e.g. ``OmegaConf.to_container(cfg.algo)``) before compute.
+
+Every error is a ``ValueError`` whose message names the key (``algo.<path>``), the offending value and the
+valid choices. Pure: no Hydra, no I/O.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from rlkit.algos import advantages
+from rlkit.algos.aggregate import MODES
+from rlkit.algos.kl import KL_KINDS
+
+__all__ = [
+    "ALGO_KEYS",
+    "CRITIC_ESTIMATORS",
+    "ESTIMATORS",
+    "GROUP_FILTERS",
+    "KL_PLACEMENTS",
+    "validate_algo",
+]
+
+ESTIMATORS: dict[str, Callable[..., Any]] = {
+    "rlkit.algos.advantages.grpo": advantages.grpo,
+    "rlkit.algos.advantages.rloo": advantages.rloo,
+    "rlkit.algos.advantages.reinforce_pp": advantages.reinforce_pp,
+    "rlkit.algos.advantages.gae": advantages.gae,
+}
+CRITIC_ESTIMATORS: frozenset[str] = frozenset({"rlkit.algos.advantages.gae"})
+KL_PLACEMENTS: tuple[str, ...] = ("reward", "loss", "none")
+GROUP_FILTERS: tuple[str, ...] = ("none", "mask", "resample")
+NORM_MODES_NEEDING_CONSTANT: tuple[str, ...] = ("seq-mean-token-sum-norm",)
+ALGO_KEYS: tuple[str, ...] = (
+    "name",
+    "advantage",
+    "clip_low",
+    "clip_high",
+    "dual_clip",
+    "kl",
+    "aggregation",
+    "agg_constant",
+    "entropy_coef",
+    "epochs",
+    "mini_batches",
+    "group_filter",
+    "max_resample_rounds",
+    "critic",
+)
+_KL_KEYS = ("placement", "estimator", "coef")
+_CRITIC_KEYS = ("lr", "value_clip", "coef")
+_SIGNATURE_ARGS = ("token_rewards", "mask", "group", "values")
+
+
+def _fail(key: str, value: Any, valid: str) -> None:
+    raise ValueError(f"algo.{key}={value!r} is invalid; valid: {valid}")
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _check_keys(section: str, cfg: Mapping[str, Any], keys: tuple[str, ...]) -> None:
+    prefix = f"{section}." if section else ""
+    for key in keys:
+        if key not in cfg:
+            raise ValueError(f"algo.{prefix}{key} is missing; required keys: {', '.join(keys)}")
+    for key in cfg:
+        if key not in keys:
+            _fail(f"{prefix}{key}", cfg[key], f"known keys are {', '.join(keys)} (is it a typo?)")
+
+
+def _check_advantage(adv: Any) -> str:
+    if not isinstance(adv, Mapping) or "_target_" not in adv:
+        _fail(
+            "advantage",
+            adv,
+            "a mapping with _target_ (one of " + ", ".join(ESTIMATORS) + ") and _partial_: true",
+        )
+    target = adv["_target_"]
+    if target not in ESTIMATORS:
+        _fail("advantage._target_", target, ", ".join(ESTIMATORS))
+    if adv.get("_partial_") is not True:
+        _fail(
+            "advantage._partial_", adv.get("_partial_"), "true (the loop calls the estimator with the batch)"
+        )
+    params = inspect.signature(ESTIMATORS[target]).parameters
+    allowed = [p for p in params if p not in _SIGNATURE_ARGS]
+    for key, value in adv.items():
+        if key.startswith("_"):
+            continue
+        if key not in allowed:
+            _fail(f"advantage.{key}", value, f"parameters of {target}: {', '.join(allowed) or '(none)'}")
+    for key in ("gamma", "lam"):
+        if key in adv and not (_is_number(adv[key]) and 0.0 <= adv[key] <= 1.0):
+            _fail(f"advantage.{key}", adv[key], "a number in [0, 1]")
+    if "eps" in adv and not (_is_number(adv["eps"]) and adv["eps"] > 0):
+        _fail("advantage.eps", adv["eps"], "a positive number")
+    for key in ("norm_by_std", "group_baseline", "whiten"):
+        if key in adv and not isinstance(adv[key], bool):
+            _fail(f"advantage.{key}", adv[key], "true or false")
+    return target
+
+
+def validate_algo(cfg: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` naming the bad key, its value and the valid choices; return None if ``cfg`` is valid.
+
+    Checks: schema keys present and no unknown keys; advantage ``_target_`` is a known estimator and its
+    params bind; clip_low in (0, 1), clip_high > 0, dual_clip null or > 1; kl placement/estimator/coef;
+    aggregation in ``MODES`` and agg_constant > 0 where required; entropy_coef a number; epochs and
+    mini_batches >= 1; group_filter known; max_resample_rounds >= 0; critic present iff the estimator needs
+    one (gae), with lr > 0, value_clip null or > 0, coef >= 0.
+    """
+    if not isinstance(cfg, Mapping):
+        raise ValueError(f"algo config must be a mapping, got {type(cfg).__name__}")
+    _check_keys("", cfg, ALGO_KEYS)
+
+    if not isinstance(cfg["name"], str) or not cfg["name"]:
+        _fail("name", cfg["name"], "a non-empty string")
+    target = _check_advantage(cfg["advantage"])
+
+    clip_low, clip_high, dual = cfg["clip_low"], cfg["clip_high"], cfg["dual_clip"]
+    if not (_is_number(clip_low) and 0.0 < clip_low < 1.0):
+        _fail("clip_low", clip_low, "a number in (0, 1) (the ratio is clipped at 1 - clip_low)")
+    if not (_is_number(clip_high) and clip_high > 0.0):
+        _fail("clip_high", clip_high, "a positive number")
+    if dual is not None and not (_is_number(dual) and dual > 1.0):
+        _fail("dual_clip", dual, "null or a number > 1 (e.g. 3.0)")
+
+    kl = cfg["kl"]
+    if not isinstance(kl, Mapping):
+        _fail("kl", kl, "a mapping with keys " + ", ".join(_KL_KEYS))
+    _check_keys("kl", kl, _KL_KEYS)
+    if kl["placement"] not in KL_PLACEMENTS:
+        _fail("kl.placement", kl["placement"], ", ".join(KL_PLACEMENTS))
+    if kl["estimator"] not in KL_KINDS:
+        _fail("kl.estimator", kl["estimator"], ", ".join(KL_KINDS))
+    if not (_is_number(kl["coef"]) and kl["coef"] >= 0.0):
+        _fail("kl.coef", kl["coef"], "a number >= 0")
+
+    mode, constant = cfg["aggregation"], cfg["agg_constant"]
+    if mode not in MODES:
+        _fail("aggregation", mode, ", ".join(MODES))
+    if mode in NORM_MODES_NEEDING_CONSTANT and not (_is_number(constant) and constant > 0):
+        _fail("agg_constant", constant, f"a positive number (required by aggregation {mode!r})")
+    if constant is not None and not (_is_number(constant) and constant > 0):
+        _fail("agg_constant", constant, "null or a positive number")
+
+    if not _is_number(cfg["entropy_coef"]):
+        _fail("entropy_coef", cfg["entropy_coef"], "a number (0.0 disables the entropy bonus)")
+    for key in ("epochs", "mini_batches"):
+        if not (_is_int(cfg[key]) and cfg[key] >= 1):
+            _fail(key, cfg[key], "an integer >= 1")
+    if cfg["group_filter"] not in GROUP_FILTERS:
+        _fail("group_filter", cfg["group_filter"], ", ".join(GROUP_FILTERS))
+    if not (_is_int(cfg["max_resample_rounds"]) and cfg["max_resample_rounds"] >= 0):
+        _fail("max_resample_rounds", cfg["max_resample_rounds"], "an integer >= 0")
+
+    critic = cfg["critic"]
+    needs_critic = target in CRITIC_ESTIMATORS
+    if critic is None:
+        if needs_critic:
+            _fail("critic", critic, f"a mapping with {', '.join(_CRITIC_KEYS)}: {target} needs a value model")
+        return
+    if not needs_critic:
+        _fail(
+            "critic",
+            critic,
+            f"null: {target} does not use a value model (critic-based estimators: "
+            + ", ".join(sorted(CRITIC_ESTIMATORS))
+            + ")",
+        )
+    if not isinstance(critic, Mapping):
+        _fail("critic", critic, "a mapping with keys " + ", ".join(_CRITIC_KEYS))
+    _check_keys("critic", critic, _CRITIC_KEYS)
+    if not (_is_number(critic["lr"]) and critic["lr"] > 0):
+        _fail("critic.lr", critic["lr"], "a positive number")
+    if critic["value_clip"] is not None and not (
+        _is_number(critic["value_clip"]) and critic["value_clip"] > 0
+    ):
+        _fail("critic.value_clip", critic["value_clip"], "null or a positive number")
+    if not (_is_number(critic["coef"]) and critic["coef"] >= 0):
+        _fail("critic.coef", critic["coef"], "a number >= 0")

@@ -1,0 +1,166 @@
+"""Typed schemas for the root config, and validation of everything before any compute is spent.
+
+Hydra already rejects an unknown group option (`algo=nope`) listing the valid ones; this module
+catches what composition cannot: wrong types, an algorithm that does not hang together, a missing
+data file, an unreachable model, a curriculum naming a data group that does not exist.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+GROUPS = ("algo", "reward", "length", "model", "data", "launcher")
+
+
+class ConfigError(ValueError):
+    """A config problem found before compute; the message names the key and the fix."""
+
+
+@dataclass
+class TrainerSchema:
+    steps: int = 120
+    prompts_per_step: int = 16
+    group_size: int = 8
+    lr: float = 2e-5
+    warmup_steps: int = 5
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    micro_batch_size: int = 64
+    eval_every: int = 20
+    checkpoint_every: int = 20
+    threads: int = 0
+    backend: str = "torch"
+    bf16: bool = False
+
+
+@dataclass
+class RolloutSchema:
+    engine: str = "fast"
+    temperature: float = 1.0
+    top_p: float = 1.0
+    val_greedy: bool = True
+
+
+@dataclass
+class TrackingSchema:
+    uri: str = "sqlite:///mlflow.db"
+    experiment: str = "default"
+    log_samples: int = 4
+
+
+@dataclass
+class LengthSchema:
+    name: str = "16k"
+    max_response_tokens: int = 16384
+    overlong_buffer: int = 2048
+    max_tokens_per_micro_batch: int = 65536
+
+
+@dataclass
+class CurriculumSchema:
+    stages: list[Any] = field(default_factory=list)
+    reset_ref: bool = False
+
+
+SCHEMAS = {"trainer": TrainerSchema, "rollout": RolloutSchema, "tracking": TrackingSchema,
+           "length": LengthSchema, "curriculum": CurriculumSchema}
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def load_group(group: str, name: str, root: DictConfig) -> DictConfig:
+    """Load conf/<group>/<name>.yaml resolved against the root config (for curriculum stages)."""
+    path = CONF_DIR / group / f"{name}.yaml"
+    if not path.exists():
+        raise ConfigError(f"{group}={name!r} does not exist; valid: {', '.join(group_options(group))}")
+    node = OmegaConf.load(path)
+    merged = OmegaConf.merge(OmegaConf.to_container(root, resolve=False), {group: node})
+    return merged[group]
+
+
+def check_types(cfg: DictConfig) -> None:
+    for key, schema in SCHEMAS.items():
+        try:
+            OmegaConf.merge(OmegaConf.structured(schema), cfg[key])
+        except Exception as e:  # omegaconf's ValidationError names the key; re-raise in our words
+            raise ConfigError(f"{key}: {e}".split("\n")[0] + f"\n  (schema: rlkit.config.{schema.__name__})") from e
+    t = cfg.trainer
+    for k in ("steps", "prompts_per_step", "group_size", "micro_batch_size"):
+        if t[k] < 1:
+            raise ConfigError(f"trainer.{k}={t[k]} must be >= 1")
+    if t.lr <= 0:
+        raise ConfigError(f"trainer.lr={t.lr} must be > 0")
+    if cfg.rollout.engine not in ("fast", "hf", "vllm"):
+        raise ConfigError(f"rollout.engine={cfg.rollout.engine!r} is invalid; valid: fast, hf, vllm")
+    if t.backend not in ("torch", "deepspeed"):
+        raise ConfigError(f"trainer.backend={t.backend!r} is invalid; valid: torch, deepspeed")
+    if cfg.length.max_response_tokens < 1:
+        raise ConfigError(f"length.max_response_tokens={cfg.length.max_response_tokens} must be >= 1")
+
+
+def check_algo(cfg: DictConfig) -> None:
+    from rlkit.algos.validate import validate_algo
+
+    try:
+        validate_algo(OmegaConf.to_container(cfg.algo, resolve=True))
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+
+
+def check_model(cfg: DictConfig) -> None:
+    path = cfg.model.get("path")
+    if path is None:
+        return
+    if Path(path).exists() or os.environ.get("HF_HUB_OFFLINE") == "0":
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if try_to_load_from_cache(path, "config.json") is None:
+        raise ConfigError(
+            f"model={cfg.model.name}: checkpoint {path!r} is neither a local directory nor in the Hugging Face "
+            f"cache. Download it first (huggingface-cli download {path}) or set model.path=/local/dir."
+        )
+
+
+def check_rewards(cfg: DictConfig) -> None:
+    from rlkit.rewards.compose import build_components
+
+    try:
+        build_components(cfg.reward.components)
+    except Exception as e:
+        raise ConfigError(f"reward={cfg.reward.get('name')}: cannot build its components: {e}") from e
+
+
+def check_curriculum(cfg: DictConfig) -> list[DictConfig]:
+    """Data-group configs of the curriculum stages (empty when there is no curriculum)."""
+    groups = []
+    known = set(group_options("data"))
+    for i, st in enumerate(cfg.curriculum.stages):
+        name = st.get("data") if isinstance(st, DictConfig) else None
+        if name not in known:
+            raise ConfigError(f"curriculum.stages[{i}].data={name!r} is not a data group; valid: {', '.join(sorted(known))}")
+        steps = st.get("steps")
+        if steps is not None and (not isinstance(steps, int) or steps < 1):
+            raise ConfigError(f"curriculum.stages[{i}].steps={steps!r} must be a positive integer or null (= the rest)")
+        groups.append(load_group("data", name, cfg))
+    return groups
+
+
+def validate(cfg: DictConfig) -> None:
+    """Everything that can be checked without compute; raises ConfigError naming the problem."""
+    check_types(cfg)
+    check_algo(cfg)
+    check_rewards(cfg)
+    check_model(cfg)
+    check_curriculum(cfg)
+    from rlkit.data.templates import TEMPLATES
+
+    if cfg.data.template not in TEMPLATES:
+        raise ConfigError(f"data.template={cfg.data.template!r} is invalid; valid: {', '.join(sorted(TEMPLATES))}")

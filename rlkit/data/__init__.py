@@ -1,0 +1,1 @@
+"""Data groups: procedural generators, file/hub loaders, prompt templates, curriculum, difficulty filter."""

@@ -1,0 +1,65 @@
+"""Procedural multi-digit addition: the task of the embedded tiny default.
+
+Train and test are disjoint by construction: a pair (a, b) is held out when a fixed hash of it is
+0 mod 10, so the held-out split, every training draw and the warm-up demonstrations never meet.
+`meta["flaws"]` names the flaw contexts of the warm-up teacher that fire on the problem (see
+rlkit/models/teacher.py), so accuracy can be broken down by how hard a problem is for the model.
+"""
+from __future__ import annotations
+
+import random
+from functools import lru_cache
+
+from rlkit.data.problem import Problem
+
+
+def is_heldout(a: int, b: int) -> bool:
+    """The fixed train/test partition of the problem space (about 10% held out)."""
+    return (a * 7919 + b * 104729) % 10 == 0
+
+
+def columns(a: int, b: int) -> list[tuple[int, int, int]]:
+    """Right-to-left columns as (digit of a, digit of b, carry in)."""
+    cols, carry = [], 0
+    while a or b or carry:
+        da, db = a % 10, b % 10
+        if a == 0 and b == 0:
+            break
+        cols.append((da, db, carry))
+        carry = (da + db + carry) // 10
+        a, b = a // 10, b // 10
+    return cols
+
+
+def question(a: int, b: int) -> str:
+    return f"What is {a} + {b}?"
+
+
+def make_problem(a: int, b: int, flaw_fn=None) -> Problem:
+    meta = {"a": a, "b": b}
+    if flaw_fn is not None:
+        meta["flaws"] = flaw_fn(a, b)
+    return Problem(id=f"{a}+{b}", question=question(a, b), answer=str(a + b), meta=meta)
+
+
+@lru_cache(maxsize=16)
+def _draw(split: str, size: int, min_value: int, max_value: int, seed: int) -> tuple[tuple[int, int], ...]:
+    want_heldout = split != "train"
+    rng = random.Random(f"arith-{split}-{seed}")
+    seen: set[tuple[int, int]] = set()
+    out: list[tuple[int, int]] = []
+    while len(out) < size:
+        a, b = rng.randint(min_value, max_value), rng.randint(min_value, max_value)
+        if is_heldout(a, b) == want_heldout and (a, b) not in seen:
+            seen.add((a, b))
+            out.append((a, b))
+    return tuple(out)
+
+
+def load(split: str, *, size: int = 20000, min_value: int = 10, max_value: int = 999, seed: int = 0) -> list[Problem]:
+    """`size` distinct problems of the split ("train" or "test"); deterministic in (split, size, seed)."""
+    if split not in ("train", "test"):
+        raise ValueError(f"arithmetic split must be 'train' or 'test', got {split!r}")
+    from rlkit.models.teacher import flaw_contexts
+
+    return [make_problem(a, b, flaw_contexts) for a, b in _draw(split, size, min_value, max_value, seed)]

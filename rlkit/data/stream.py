@@ -1,0 +1,71 @@
+"""The training prompt stream: which problems each step sees, with the curriculum stage by step.
+
+The cursor (a seeded permutation per stage) is part of the checkpoint, so a resumed run sees exactly
+the prompts it would have seen without the interruption.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from rlkit.data.problem import Problem
+
+
+@dataclass
+class DataGroup:
+    """A data group's problems and its correctness rule, loaded once."""
+
+    name: str
+    train: list[Problem]
+    val: list[Problem]
+    template: str
+    correct: object  # Callable[[str, Problem], bool]
+
+
+def load_group(cfg: DictConfig, need_train: bool = True) -> DataGroup:
+    """Read the data files first, so a missing file fails before any model is built."""
+    source = instantiate(cfg.source)
+    val = source(split=cfg.val_split)[: cfg.val_size]
+    train = source(split=cfg.train_split) if need_train else []
+    if need_train and not train:
+        raise ValueError(f"data={cfg.name}: the {cfg.train_split!r} split is empty")
+    if not val:
+        raise ValueError(f"data={cfg.name}: the {cfg.val_split!r} split is empty")
+    return DataGroup(cfg.name, train, val, cfg.template, instantiate(cfg.correct))
+
+
+@dataclass
+class PromptStream:
+    """Samples `per_step` problems per step without replacement (reshuffled each pass)."""
+
+    stages: list[tuple[DataGroup, int | None]]  # (group, steps or None = rest)
+    per_step: int
+    seed: int
+    cursor: dict = field(default_factory=dict)  # stage index -> (epoch, position)
+
+    def stage_at(self, step: int) -> int:
+        start = 0
+        for i, (_, n) in enumerate(self.stages):
+            if n is None or step < start + n:
+                return i
+            start += n
+        return len(self.stages) - 1
+
+    def next(self, step: int) -> tuple[int, list[Problem]]:
+        i = self.stage_at(step)
+        pool = self.stages[i][0].train
+        epoch, pos = self.cursor.get(i, (0, 0))
+        out: list[Problem] = []
+        while len(out) < self.per_step:
+            order = list(range(len(pool)))
+            random.Random(f"{self.seed}-{i}-{epoch}").shuffle(order)
+            take = order[pos: pos + self.per_step - len(out)]
+            out += [pool[j] for j in take]
+            pos += len(take)
+            if pos >= len(pool):
+                epoch, pos = epoch + 1, 0
+        self.cursor[i] = (epoch, pos)
+        return i, out

@@ -1,0 +1,57 @@
+"""Policy, reference and critic: the embedded tiny warm start and real checkpoints load the same way."""
+from __future__ import annotations
+
+import copy
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+
+def tiny_spec(model_cfg: DictConfig) -> dict:
+    """The part of the model config that determines the warm start (its cache key)."""
+    c = OmegaConf.to_container(model_cfg, resolve=True)
+    return {"vocab_size": c["vocab_size"], "arch": c["arch"], "warmup": c["warmup"]}
+
+
+def model_path(model_cfg: DictConfig) -> str:
+    if model_cfg.get("path"):
+        return str(model_cfg.path)
+    from rlkit.models.tiny import ensure_tiny
+
+    return str(ensure_tiny(tiny_spec(model_cfg)))
+
+
+def load_policy(model_cfg: DictConfig):
+    """(model, tokenizer) in fp32 train mode; the tokenizer pads on the left for batched generation."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = model_path(model_cfg)
+    tok = AutoTokenizer.from_pretrained(path, padding_side="left")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    model.generation_config.pad_token_id = tok.pad_token_id
+    return model, tok
+
+
+def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
+    ref = copy.deepcopy(model).eval()
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    return ref
+
+
+class Critic(torch.nn.Module):
+    """Value model for PPO: a copy of the policy's backbone plus a zero-initialised scalar head
+    (verl/OpenRLHF initialise the critic from the actor too)."""
+
+    def __init__(self, policy: torch.nn.Module) -> None:
+        super().__init__()
+        self.backbone = copy.deepcopy(policy.base_model)
+        self.head = torch.nn.Linear(policy.config.hidden_size, 1)
+        torch.nn.init.zeros_(self.head.weight)
+        torch.nn.init.zeros_(self.head.bias)
+
+    def forward(self, input_ids, attention_mask, position_ids) -> torch.Tensor:  # [B, L]
+        h = self.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
+        return self.head(h).squeeze(-1)

@@ -1,0 +1,100 @@
+"""The warm-up teacher: demonstrations that are a documented *mixture of behaviours*.
+
+A real base or instruct model already holds several behaviours and R1-style RL mostly selects among
+them ("draw lots and filter", RESEARCH.md §1). The tiny default is warmed up to convergence on the
+output of this teacher so that RL has something to select (see ../shared/notes/rl-on-tiny-models.md):
+
+* Solution procedure: right-to-left column addition. Correct everywhere except in three *flaw
+  contexts*, where the teacher drops the incoming carry with a context-specific probability and the
+  answer follows the (wrong) chain. Each context is a one-token decision (`+1=` vs `=` after the two
+  digits) but of graded strength, so greedy decoding fails there while sampling sometimes succeeds:
+    A  carry into the tens column whose digits sum to 6..8       p_drop 0.75  (frequent, easy to fix)
+    B  carry into the hundreds column whose digits sum to 6..8   p_drop 0.90  (frequent, harder)
+    C  carry into any column whose digits sum to 9               p_drop 0.97  (rare right branch)
+* Formats real models emit: `<think>…</think><answer>…</answer>`, the instruct-style `\\n` between
+  `</think>` and `<answer>`, reasoning with no think tags, and no tags at all ("The answer is N.").
+* Reasoning style: terse (`7+5=12, 4+8+1=13`) or verbose (`7+5=12 write 2 carry 1.`, about twice
+  as long), and occasionally a repeated step (degenerate repetition), so that a tight length budget
+  truncates the verbose style and length shaping has something to act on.
+All ratios live in `model.warmup.mixture` (conf/model/tiny.yaml) and are logged with every run.
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Any
+
+from rlkit.data.arithmetic import columns
+
+DEFAULT_MIXTURE: dict[str, Any] = {
+    "formats": {"think_answer": 0.55, "think_newline": 0.2, "no_think": 0.15, "no_tags": 0.10},
+    "styles": {"terse": 0.7, "verbose": 0.3},
+    "repeat_step": 0.03,
+    "flaws": {"A": 0.75, "B": 0.90, "C": 0.97},
+}
+
+
+def _flaw_at(col: int, da: int, db: int, carry: int) -> str | None:
+    if not carry:
+        return None
+    if da + db == 9:
+        return "C"
+    if 6 <= da + db <= 8 and col == 1:
+        return "A"
+    if 6 <= da + db <= 8 and col == 2:
+        return "B"
+    return None
+
+
+def flaw_contexts(a: int, b: int) -> list[str]:
+    """Flaw contexts met on the correct chain of a + b (what greedy decoding would get wrong)."""
+    found = [_flaw_at(i, da, db, c) for i, (da, db, c) in enumerate(columns(a, b))]
+    return sorted({f for f in found if f})
+
+
+def _pick(rng: random.Random, weights: Mapping[str, float]) -> str:
+    names = list(weights)
+    return rng.choices(names, weights=[float(weights[n]) for n in names])[0]
+
+
+def solve(a: int, b: int, rng: random.Random, flaws: Mapping[str, float]) -> tuple[list[str], int]:
+    """Column steps as (text) and the answer the chain implies, dropping carries per `flaws`."""
+    steps, digits, carry, col = [], [], 0, 0
+    while a or b:
+        da, db = a % 10, b % 10
+        ctx = _flaw_at(col, da, db, carry)
+        used = 0 if (ctx and rng.random() < float(flaws[ctx])) else carry
+        s = da + db + used
+        steps.append((da, db, used, s))
+        digits.append(s % 10)
+        carry, a, b, col = s // 10, a // 10, b // 10, col + 1
+    if carry:
+        digits.append(carry)
+    answer = int("".join(str(d) for d in reversed(digits)))
+    return [_step(*st) for st in steps], answer
+
+
+def _step(da: int, db: int, used: int, s: int) -> str:
+    return f"{da}+{db}+{used}={s}" if used else f"{da}+{db}={s}"
+
+
+def demonstration(a: int, b: int, rng: random.Random, mixture: Mapping[str, Any]) -> str:
+    """One teacher response (the assistant turn, without the end-of-turn token)."""
+    steps, answer = solve(a, b, rng, mixture["flaws"])
+    if _pick(rng, mixture["styles"]) == "verbose":
+        steps = [f"{st} write {int(st.split('=')[1]) % 10}" + (" carry 1." if int(st.split("=")[1]) >= 10 else ".")
+                 for st in steps]
+        cot = " ".join(steps)
+    else:
+        cot = ", ".join(steps)
+    if rng.random() < float(mixture["repeat_step"]):
+        i = rng.randrange(len(steps))
+        cot = cot.replace(steps[i], f"{steps[i]} {steps[i]}", 1)
+    fmt = _pick(rng, mixture["formats"])
+    if fmt == "think_answer":
+        return f"<think>{cot}</think><answer>{answer}</answer>"
+    if fmt == "think_newline":
+        return f"<think>{cot}</think>\n<answer>{answer}</answer>"
+    if fmt == "no_think":
+        return f"{cot}\n<answer>{answer}</answer>"
+    return f"{cot}\nThe answer is {answer}."

@@ -1,0 +1,1 @@
+"""Ablation reports built from MLflow alone."""

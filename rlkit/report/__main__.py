@@ -1,0 +1,100 @@
+"""python -m rlkit.report <sweep name or id> — the ablation report of a sweep, from MLflow alone.
+
+    python -m rlkit.report length_ablation
+    python -m rlkit.report 3f2c9a1e --step best --metrics val/acc response_length/mean
+    python -m rlkit.report algo_x_length --baseline 'algo=grpo,length=16k' --step 200
+    python -m rlkit.report my_sweep --tracking-uri http://host:5000 --out reports/ --sweep-file sweeps/my_sweep.yaml
+
+The sweep is an experiment name (newest parent run's sweep_id, or --sweep-id), a sweep_id, or a `sweep`
+tag. Writes `<out>/<sweep>/`: report.md, report.html (self-contained), table.tex, table.csv,
+curve_<metric>.png/.svg, and logs them as artifacts (path `report/`) of the sweep's parent run.
+
+Options beat the sweep file's `report:` block, which beats conf/report/default.yaml (lab-wide defaults,
+same keys), which beats the built-in defaults. The sweep file defaults to
+`sweeps/<sweep>.yaml` when it exists. Its `report:` block (every key optional):
+
+    report:
+      metrics: [val/acc, response_length/mean]  # table columns [held-out accuracy per group, length,
+                                                #  truncation, all-correct/all-wrong, entropy, KL, wall time]
+      rows: [algo, length]          # factors forming the rows [every varying factor]
+      columns: [length]             # factorial view's columns; its rows = rows minus columns
+                                    #  [automatic when exactly two factors vary]
+      factorial_metrics: [val/acc]  # [the first table metric]
+      baseline: {algo: grpo}        # Δ reference; unnamed factors match the row's own [first row]
+      step: last                    # last | best | <int> [last]
+      curves: [critic/score/mean, val/acc]  # [reward, val acc, length, entropy, clip ratio, all-correct/wrong]
+      directions: {actor/entropy: max}      # max | min | none, for bold and `best`
+      diagnose: {entropy_frac: 0.3, truncation_max: 0.1}  # see rlkit/report/diagnose.py Thresholds
+      resamples: 10000              # bootstrap resamples (table) [10000]
+      curve_resamples: 1000         # bootstrap resamples (curve bands) [1000]
+      seed: 0                       # bootstrap seed [0]
+      level: 0.95                   # CI level [0.95]
+
+Full semantics in rlkit/report/README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from rlkit.report.spec import ReportSpec, load_defaults, load_sweep_file
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m rlkit.report", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="\n".join(__doc__.split("\n")[1:]))
+    p.add_argument("sweep", help="experiment name, sweep_id or sweep tag")
+    p.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db",
+                   help="MLflow tracking URI [MLFLOW_TRACKING_URI or sqlite:///mlflow.db]")
+    p.add_argument("--out", default="reports", help="output root; the report goes to <out>/<sweep>/ [reports]")
+    p.add_argument("--step", help="last | best | <int> [report.step or last]")
+    p.add_argument("--metrics", nargs="+", help="table metrics [report.metrics or defaults]")
+    p.add_argument("--curves", nargs="+", help="curve metrics [report.curves or defaults]")
+    p.add_argument("--rows", nargs="+", help="row factors [report.rows or all varying factors]")
+    p.add_argument("--columns", nargs="+", help="factorial column factors [report.columns]")
+    p.add_argument("--baseline", help="e.g. 'algo=grpo,length=16k' [report.baseline or first row]")
+    p.add_argument("--sweep-file", help="sweep YAML with a report: block [sweeps/<sweep>.yaml if it exists]")
+    p.add_argument("--sweep-id", help="which sweep of the experiment [newest parent's]")
+    p.add_argument("--defaults", help="lab-wide defaults YAML [conf/report/default.yaml of the repo]")
+    p.add_argument("--no-log-artifacts", action="store_true", help="do not log the files to the parent run")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from rlkit.report.build import build_report
+    from rlkit.report.collect import SweepNotFound
+
+    sweep_file = args.sweep_file or (f"sweeps/{args.sweep}.yaml" if Path(f"sweeps/{args.sweep}.yaml").is_file() else None)
+    try:
+        spec = ReportSpec.from_dict(load_defaults(args.defaults))
+        spec = spec.merged(load_sweep_file(sweep_file) if sweep_file else {})
+        spec = spec.merged({"step": args.step, "metrics": args.metrics, "curves": args.curves, "rows": args.rows,
+                            "columns": args.columns, "baseline": args.baseline})
+        report = build_report(args.tracking_uri, args.sweep, spec, args.out, sweep_id=args.sweep_id,
+                              log_artifacts=not args.no_log_artifacts)
+    except SweepNotFound as exc:
+        print(f"error: {exc}\n(tracking URI: {args.tracking_uri})", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sw = report.sweep
+    n = len(sw.runs)
+    print(f"sweep {sw.name} (sweep_id={sw.sweep_id}): {n} runs, factors {sw.factors or 'none'}"
+          + (f", sweep file {sweep_file}" if sweep_file else ""))
+    for note in report.notes:
+        print(f"note: {note}")
+    print(f"wrote {report.out_dir}/ (report.md, report.html, table.tex, table.csv, {len(report.figures)} figures)")
+    if report.artifact_run_id:
+        print(f"logged as artifacts report/ of parent run {report.artifact_run_id}")
+    elif not args.no_log_artifacts:
+        print("no parent run: artifacts not logged")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

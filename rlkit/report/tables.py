@@ -1,0 +1,413 @@
+"""The ablation table and the factorial view, as numbers (DataFrames) and as markdown / HTML / LaTeX.
+
+Ablation table: one row per combination of the row factors; per metric the mean over the row's finished
+runs (seeds) with its 95% bootstrap CI (`stats.mean_ci`), Δ to the row's baseline with "n.s." when the
+difference's CI (`stats.diff_ci`) covers 0, and the best mean of each column in bold (direction from
+`ReportSpec.direction`; no bold where a metric has no direction or every row ties). A row's runs are ordered by seed
+(natural order) then run id before resampling. Runs that are not finished (running, failed, killed) or were
+superseded by a newer finished run of the same variant and seed are never in a mean: the n column says
+how many were left out and why.
+
+Factorial view: cells = mean of the variant means (variant = one combination of all factors, finished
+runs only) that fall in the cell; row and column margins = the mean of the cells of that row/column
+(each cell weighted equally: the marginal means of a balanced design); the corner is the grand mean.
+Margins are shown only for a full grid.
+"""
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from rlkit.report import stats
+from rlkit.report.collect import factor_label, natural_key, variant_label
+
+LABELS = {
+    "val/acc": "val acc",
+    "critic/score/mean": "reward",
+    "response_length/mean": "length",
+    "response_length/clip_ratio": "truncation",
+    "groups/all_correct_frac": "all-correct",
+    "groups/all_wrong_frac": "all-wrong",
+    "actor/entropy": "entropy",
+    "actor/kl_loss": "KL (loss)",
+    "actor/ppo_kl": "KL (ppo)",
+    "summary/wall_time_s": "wall time (s)",
+    "rollout/distinct_frac": "distinct",
+    "rewards/format/mean": "format reward",
+}
+
+
+def metric_label(key: str) -> str:
+    if key in LABELS:
+        return LABELS[key]
+    if key.startswith("val/") and "/acc" in key:
+        return "val " + key[4:].replace("/", " ")
+    return key
+
+
+def decimals_for(values) -> int:
+    """3 significant digits at the column's scale (max |value|): 0.5 → 3, 5 → 2, 50 → 1, 512 → 0, 0.0012 → 5."""
+    v = np.abs(np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float))
+    if len(v) == 0 or v.max() == 0:
+        return 3
+    return int(min(max(2 - math.floor(math.log10(v.max())), 0), 6))
+
+
+def fmt(x: float, d: int, sign: bool = False) -> str:
+    """Fixed `d` decimals ("—" for NaN); `sign` adds "+" to non-negative numbers; never "-0.00"."""
+    if x is None or not np.isfinite(x):
+        return "—"
+    s = f"{x:+.{d}f}" if sign else f"{x:.{d}f}"
+    if float(s) == 0.0:
+        s = ("+" if sign else "") + f"{0.0:.{d}f}"
+    return s
+
+
+@dataclass
+class Cell:
+    text: str
+    bold: bool = False
+    title: str = ""
+
+
+@dataclass
+class Grid:
+    """A rendered table: header labels and rows of cells; `n_index` leading columns are row labels."""
+
+    header: list[str]
+    rows: list[list[Cell]]
+    n_index: int = 1
+    caption: str = ""
+    notes: list[str] = field(default_factory=list)
+    left: set[int] = field(default_factory=set)  # further left-aligned (text) columns
+
+    def is_left(self, i: int) -> bool:
+        return i < self.n_index or i in self.left
+
+
+# ------------------------------------------------------------------------------------------- ablation
+
+@dataclass
+class Ablation:
+    rows: pd.DataFrame  # row_key (tuple), label, <row factors>, n, excluded (dict status -> count), baseline_key
+    cells: pd.DataFrame  # label, metric, mean, lo, hi, n, delta, dlo, dhi, significant, is_baseline, bold
+    metrics: list[str]
+    row_factors: list[str]
+    directions: dict[str, str | None]
+
+
+def _matches(value: str, wanted: str) -> bool:
+    if str(value) == str(wanted):
+        return True
+    try:
+        return float(value) == float(wanted)
+    except (TypeError, ValueError):
+        return False
+
+
+def resolve_factor(name: str, columns) -> str:
+    """Accept `override.algo.entropy_coef` or `algo.entropy_coef` for an override factor."""
+    if name in columns:
+        return name
+    if "override." + name in columns:
+        return "override." + name
+    raise ValueError(f"unknown factor {name!r}; known: {[factor_label(c) for c in columns]}")
+
+
+def in_means(runs: pd.DataFrame, factors: list[str]) -> pd.Series:
+    """Finished runs, keeping only the newest finished run per (variant, seed)."""
+    fin = runs["status"] == "finished"
+    newest = runs[fin].sort_values("start_time").drop_duplicates(["variant", "seed"], keep="last")
+    return runs["run_id"].isin(newest["run_id"])
+
+
+def row_order(runs: pd.DataFrame, row_factors: list[str]) -> list[tuple]:
+    keys = {tuple(r) for r in runs[row_factors].itertuples(index=False)} if row_factors else {()}
+    return sorted(keys, key=lambda k: tuple(natural_key(v) for v in k))
+
+
+def ablation(runs: pd.DataFrame, values: pd.DataFrame, metrics: list[str], row_factors: list[str],
+             baseline: dict[str, str], directions: dict[str, str | None], *, constant_tags: dict[str, str],
+             resamples: int = stats.DEFAULT_RESAMPLES, level: float = stats.DEFAULT_LEVEL,
+             seed: int = stats.DEFAULT_SEED) -> Ablation:
+    """Numbers of the ablation table. `runs` has `in_means`, `status`, `seed` and the factor columns;
+    `values` is run_id × metric (from `collect.values_at`). `constant_tags` maps tags that do not vary
+    to their value (a baseline may name them)."""
+    keys = row_order(runs, row_factors)
+    labels = {k: variant_label(dict(zip(row_factors, k, strict=True))) for k in keys}
+    by_key = {k: g for k, g in runs.groupby(row_factors, sort=False)} if row_factors else {(): runs}
+    by_key = {(k if isinstance(k, tuple) else (k,)): g for k, g in by_key.items()}
+
+    # baseline of each row: named factors fixed, the others the row's own
+    fixed = {}
+    for name, want in baseline.items():
+        if name in constant_tags or "override." + name in constant_tags:
+            tag = name if name in constant_tags else "override." + name
+            if not _matches(constant_tags[tag], want):
+                raise ValueError(f"baseline {name}={want} but every run of the sweep has {name}={constant_tags[tag]}")
+            continue
+        f = resolve_factor(name, row_factors + [c for c in runs.columns if c.startswith("override.")])
+        if f not in row_factors:
+            raise ValueError(f"baseline names {name!r}, which is not a row factor ({row_factors})")
+        fixed[f] = want
+
+    def seeded(g):
+        g = g[g["in_means"]]
+        order = sorted(range(len(g)), key=lambda i: (natural_key(g["seed"].iloc[i]), g["run_id"].iloc[i]))
+        return g["run_id"].iloc[order].tolist()
+
+    run_lists = {k: seeded(by_key[k]) for k in keys}
+    default_base = next((k for k in keys if run_lists[k]), keys[0] if keys else None)
+    base_of = {}
+    for k in keys:
+        if not fixed:
+            base_of[k] = default_base
+            continue
+        target = tuple(fixed.get(f, v) for f, v in zip(row_factors, k, strict=True))
+        hit = [kk for kk in keys if all(_matches(a, b) for a, b in zip(kk, target, strict=True))]
+        base_of[k] = hit[0] if hit else None
+    if fixed and all(b is None for b in base_of.values()):
+        raise ValueError(f"baseline {baseline} matches no row; rows: {list(labels.values())}")
+
+    row_recs = []
+    for k in keys:
+        g = by_key[k]
+        left_out = g[~g["in_means"]]
+        excluded = {}
+        for _, r in left_out.iterrows():
+            st = "superseded" if r["status"] == "finished" else r["status"]
+            excluded[st] = excluded.get(st, 0) + 1
+        row_recs.append({"row_key": k, "label": labels[k], **dict(zip(row_factors, k, strict=True)),
+                         "n": len(run_lists[k]), "excluded": excluded,
+                         "baseline": labels[base_of[k]] if base_of[k] is not None else None})
+    rows = pd.DataFrame(row_recs)
+
+    cell_recs = []
+    vals = values.reindex(columns=metrics)
+    for m in metrics:
+        for k in keys:
+            x = vals[m].reindex(run_lists[k]).to_numpy(dtype=float)
+            ci = stats.mean_ci(x, resamples=resamples, level=level, seed=seed)
+            b = base_of[k]
+            is_base = b == k
+            if b is not None and not is_base:
+                y = vals[m].reindex(run_lists[b]).to_numpy(dtype=float)
+                d = stats.diff_ci(x, y, resamples=resamples, level=level, seed=seed)
+                delta, dlo, dhi, sig = d.delta, d.lo, d.hi, d.significant
+            else:
+                delta = dlo = dhi = np.nan
+                sig = None
+            cell_recs.append({"label": labels[k], "metric": m, "mean": ci.mean, "lo": ci.lo, "hi": ci.hi,
+                              "n": ci.n, "delta": delta, "dlo": dlo, "dhi": dhi, "significant": sig,
+                              "is_baseline": is_base, "bold": False})
+    cells = pd.DataFrame(cell_recs, columns=["label", "metric", "mean", "lo", "hi", "n", "delta", "dlo", "dhi",
+                                             "significant", "is_baseline", "bold"])
+    for m in metrics:
+        direction = directions.get(m)
+        sel = (cells["metric"] == m) & cells["mean"].notna()
+        if direction in ("max", "min") and cells.loc[sel, "mean"].nunique() > 1:  # no best among ties only
+            best = cells.loc[sel, "mean"].max() if direction == "max" else cells.loc[sel, "mean"].min()
+            cells.loc[sel & (cells["mean"] == best), "bold"] = True
+    return Ablation(rows=rows, cells=cells, metrics=metrics, row_factors=row_factors, directions=directions)
+
+
+def _arrow(direction: str | None) -> str:
+    return {"max": " ↑", "min": " ↓"}.get(direction, "")
+
+
+def ablation_grid(t: Ablation) -> Grid:
+    header = [factor_label(f) for f in t.row_factors] or ["variant"]
+    header.append("n")
+    for m in t.metrics:
+        header += [metric_label(m) + _arrow(t.directions.get(m)), "Δ"]
+    dec = {m: decimals_for(t.cells.loc[t.cells["metric"] == m, "mean"]) for m in t.metrics}
+    idx = t.cells.set_index(["label", "metric"])
+    out = []
+    for _, r in t.rows.iterrows():
+        row = [Cell(str(v)) for v in r["row_key"]] or [Cell(r["label"])]
+        ntext = str(r["n"])
+        if r["excluded"]:
+            ntext += " (+" + ", ".join(f"{c} {s}" for s, c in sorted(r["excluded"].items())) + ")"
+        row.append(Cell(ntext))
+        for m in t.metrics:
+            c = idx.loc[(r["label"], m)]
+            d = dec[m]
+            if c["n"] == 0:
+                text = "—"
+            else:
+                text = fmt(c["mean"], d)
+                if c["n"] >= 2:
+                    text += f" [{fmt(c['lo'], d)}, {fmt(c['hi'], d)}]"
+                if c["n"] != r["n"]:
+                    text += f" (n={c['n']})"
+            row.append(Cell(text, bold=bool(c["bold"]), title=f"n={c['n']}"))
+            if c["is_baseline"]:
+                row.append(Cell("baseline"))
+            elif not np.isfinite(c["delta"]):
+                row.append(Cell("" if r["baseline"] is None else "—"))
+            else:
+                dt = fmt(c["delta"], d, sign=True)
+                title = f"Δ vs {r['baseline']}"
+                if np.isfinite(c["dlo"]):
+                    title += f": 95% CI [{fmt(c['dlo'], d, sign=True)}, {fmt(c['dhi'], d, sign=True)}]"
+                if c["significant"] is False:
+                    dt += " n.s."
+                row.append(Cell(dt, title=title))
+        out.append(row)
+    return Grid(header=header, rows=out, n_index=max(len(t.row_factors), 1))
+
+
+def ablation_csv(t: Ablation) -> pd.DataFrame:
+    """Tidy numbers of the table (one row per row × metric) for table.csv."""
+    rows = t.rows[["label", "n", "baseline"]]
+    return t.cells.merge(rows.rename(columns={"n": "row_n"}), on="label")
+
+
+# ------------------------------------------------------------------------------------------- factorial
+
+@dataclass
+class Factorial:
+    metric: str
+    row_factors: list[str]
+    col_factors: list[str]
+    table: pd.DataFrame  # index = row labels (+ "mean"), columns = column labels (+ "mean")
+    counts: pd.DataFrame  # finished runs per cell
+    full: bool
+    missing: list[str]
+
+
+def _combo(values: tuple) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def factorial(runs: pd.DataFrame, values: pd.DataFrame, metric: str, row_factors: list[str],
+              col_factors: list[str], all_factors: list[str]) -> Factorial:
+    """Two-way table of `metric` (see module docstring for how cells and margins are computed)."""
+    r = runs[runs["in_means"]].copy()
+    r["_v"] = values[metric].reindex(r["run_id"]).to_numpy(dtype=float) if metric in values else np.nan
+    r = r[np.isfinite(r["_v"])]
+    variant_means = r.groupby(all_factors, sort=False)["_v"].mean().reset_index()
+    counts_src = r.groupby(row_factors + col_factors, sort=False).size()
+    rk = row_order(runs, row_factors)
+    ck = row_order(runs, col_factors)
+    cells = variant_means.groupby(row_factors + col_factors, sort=False)["_v"].mean()
+    rl, cl = [_combo(k) for k in rk], [_combo(k) for k in ck]
+    tab = pd.DataFrame(np.nan, index=rl, columns=cl)
+    cnt = pd.DataFrame(0, index=rl, columns=cl)
+    for key, v in cells.items():
+        key = key if isinstance(key, tuple) else (key,)
+        a, b = _combo(key[: len(row_factors)]), _combo(key[len(row_factors):])
+        tab.loc[a, b] = v
+    for key, v in counts_src.items():
+        key = key if isinstance(key, tuple) else (key,)
+        cnt.loc[_combo(key[: len(row_factors)]), _combo(key[len(row_factors):])] = int(v)
+    missing = [f"{a} × {b}" for a in rl for b in cl if not np.isfinite(tab.loc[a, b])]
+    full = not missing
+    tab["mean"] = tab.mean(axis=1) if full else np.nan
+    tab.loc["mean"] = tab.mean(axis=0) if full else np.nan
+    if full:
+        tab.loc["mean", "mean"] = float(tab.iloc[:-1, :-1].to_numpy().mean())
+    return Factorial(metric=metric, row_factors=row_factors, col_factors=col_factors, table=tab, counts=cnt,
+                     full=full, missing=missing)
+
+
+def factorial_grid(f: Factorial) -> Grid:
+    corner = " × ".join(factor_label(x) for x in f.row_factors) + " \\ " + \
+        " × ".join(factor_label(x) for x in f.col_factors)
+    header = [corner, *[str(c) for c in f.table.columns]]
+    d = decimals_for(f.table.to_numpy().ravel())
+    rows = []
+    for i, idx in enumerate(f.table.index):
+        row = [Cell(str(idx), bold=idx == "mean")]
+        for j, col in enumerate(f.table.columns):
+            n = f.counts.iloc[i, j] if (idx != "mean" and col != "mean") else None
+            title = f"n={n}" if n is not None else "margin"
+            row.append(Cell(fmt(f.table.loc[idx, col], d), bold=(idx == "mean" or col == "mean"), title=title))
+        rows.append(row)
+    caption = f"{metric_label(f.metric)}: cell = mean of variant means; margins = mean of the cells"
+    notes = [] if f.full else [f"not a full grid (missing {', '.join(f.missing)}): no margins"]
+    return Grid(header=header, rows=rows, n_index=1, caption=caption, notes=notes)
+
+
+# ------------------------------------------------------------------------------------------- renderers
+
+def to_markdown(g: Grid) -> str:
+    def esc(s: str) -> str:
+        return s.replace("|", "\\|")
+
+    def cell(c: Cell) -> str:
+        return f"**{esc(c.text)}**" if c.bold and c.text else esc(c.text)
+
+    lines = ["| " + " | ".join(esc(h) for h in g.header) + " |",
+             "|" + "|".join("---" if g.is_left(i) else "---:" for i in range(len(g.header))) + "|"]
+    lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in g.rows]
+    out = "\n".join(lines)
+    if g.caption:
+        out = f"*{g.caption}*\n\n" + out
+    for n in g.notes:
+        out += f"\n\n> {n}"
+    return out
+
+
+def to_html(g: Grid, css_class: str = "ablation") -> str:
+    def cell(c: Cell, tag: str, left: bool) -> str:
+        t = html.escape(c.text)
+        if c.bold and c.text:
+            t = f"<strong>{t}</strong>"
+        title = f' title="{html.escape(c.title)}"' if c.title else ""
+        classes = [x for x, on in (("ns", c.text.endswith("n.s.")), ("l", left)) if on]
+        cls = f' class="{" ".join(classes)}"' if classes else ""
+        return f"<{tag}{title}{cls}>{t}</{tag}>"
+
+    parts = [f'<p class="caption">{html.escape(g.caption)}</p>'] if g.caption else []
+    parts.append(f'<table class="{css_class}">')
+    parts.append("<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in g.header) + "</tr></thead>")
+    parts.append("<tbody>")
+    for r in g.rows:
+        parts.append("<tr>" + "".join(cell(c, "th" if i < g.n_index else "td", g.is_left(i))
+                                      for i, c in enumerate(r)) + "</tr>")
+    parts.append("</tbody></table>")
+    for n in g.notes:
+        parts.append(f'<p class="note">{html.escape(n)}</p>')
+    return "\n".join(parts)
+
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "Δ": r"$\Delta$", "↑": r"$\uparrow$",
+        "↓": r"$\downarrow$", "×": r"$\times$", "—": "--"}
+
+
+def tex_escape(s: str) -> str:
+    return "".join(_TEX.get(ch, ch) for ch in s)
+
+
+def to_latex(g: Grid, label: str = "") -> str:
+    """A booktabs `table` (needs \\usepackage{booktabs,graphicx}); bold best via \\textbf."""
+
+    def cell(c: Cell) -> str:
+        t = tex_escape(c.text)
+        return f"\\textbf{{{t}}}" if c.bold and c.text else t
+
+    spec = "".join("l" if g.is_left(i) else "r" for i in range(len(g.header)))
+    lines = ["\\begin{table}[t]", "\\centering", "\\small", "\\resizebox{\\linewidth}{!}{%",
+             f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
+             " & ".join(tex_escape(h) for h in g.header) + " \\\\", "\\midrule"]
+    for i, r in enumerate(g.rows):
+        if r and r[0].text == "mean" and i == len(g.rows) - 1:
+            lines.append("\\midrule")
+        lines.append(" & ".join(cell(c) for c in r) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}}"]
+    cap = g.caption + ("; " if g.caption and g.notes else "") + "; ".join(g.notes)
+    if cap:
+        lines.append(f"\\caption{{{tex_escape(cap)}}}")
+    if label:
+        lines.append(f"\\label{{{label}}}")
+    lines.append("\\end{table}")
+    return "\n".join(lines)
+
+
+__all__ = ["Ablation", "Factorial", "Grid", "ablation", "factorial", "to_markdown", "to_html", "to_latex"]

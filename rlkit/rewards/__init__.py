@@ -1,0 +1,1 @@
+"""Rule-based rewards: each a pure function completion -> float, composed by weights in conf/reward/."""

@@ -1,0 +1,52 @@
+"""Rollout with HF `generate` on the training model itself (KV cache, left padding)."""
+from __future__ import annotations
+
+import torch
+
+from rlkit.rollout.base import Rollout, SamplingParams
+
+
+def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(map(len, seqs))
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s):] = torch.tensor(s)
+        mask[i, width - len(s):] = 1
+    return ids, mask
+
+
+def finish(prompt_ids, prompt_mask, new_tokens: torch.Tensor, eos_id: int, pad_id: int, tokenizer,
+           group: torch.Tensor) -> Rollout:
+    """Mask everything after the first EOS, flag sequences that never emitted one."""
+    is_eos = new_tokens == eos_id
+    seen_before = (is_eos.cumsum(-1) - is_eos.long()) > 0
+    mask = (~seen_before).float()
+    response = torch.where(seen_before, torch.full_like(new_tokens, pad_id), new_tokens)
+    truncated = ~is_eos.any(-1)
+    texts = tokenizer.batch_decode(response, skip_special_tokens=True)
+    return Rollout(prompt_ids, prompt_mask, response, mask, truncated, texts, group)
+
+
+class HFEngine:
+    def __init__(self, model: torch.nn.Module, tokenizer) -> None:
+        self.model, self.tokenizer = model, tokenizer
+
+    def sync_weights(self, model: torch.nn.Module) -> None:
+        self.model = model
+
+    @torch.no_grad()
+    def generate(self, prompts: list[list[int]], n: int, params: SamplingParams) -> Rollout:
+        tok = self.tokenizer
+        ids, mask = left_pad(prompts, tok.pad_token_id)
+        ids, mask = ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
+        group = torch.arange(len(prompts)).repeat_interleave(n)
+        sample = {} if params.greedy else {"temperature": params.temperature, "top_p": params.top_p,
+                                           "top_k": 0}
+        out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=params.max_new_tokens,
+                                  do_sample=not params.greedy, pad_token_id=tok.pad_token_id,
+                                  eos_token_id=tok.eos_token_id, **sample)
+        new = out[:, ids.shape[1]:]
+        if new.shape[1] == 0:
+            new = torch.full((ids.shape[0], 1), tok.pad_token_id)
+        return finish(ids, mask, new, tok.eos_token_id, tok.pad_token_id, tok, group)

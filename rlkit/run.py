@@ -1,0 +1,104 @@
+"""`python -m rlkit.run [-m] key=value ...`: the only Hydra-aware module.
+
+Validates everything (config, algorithm, reward, data files, model) before compute, starts or
+resumes the job's MLflow run, calls train(), and returns held-out accuracy as the sweep objective.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from rlkit import checkpoint
+from rlkit.config import GROUPS, ConfigError, check_curriculum, validate
+
+
+def job_tags(cfg: DictConfig, hc, sweep: dict | None) -> dict[str, str]:
+    from rlkit.tracking import git_info
+
+    choices = hc.runtime.choices
+    tags = {g: str(choices.get(g)) for g in GROUPS if choices.get(g) is not None}
+    sha, dirty = git_info()
+    tags.update(seed=str(cfg.seed), sweep=cfg.sweep.name, git_sha=sha, git_dirty=str(dirty),
+                sweep_id=(sweep or {}).get("sweep_id", "none"), **{"rlkit.overrides": " ".join(hc.overrides.task)})
+    for o in hc.overrides.task:
+        key, _, value = o.lstrip("+~").partition("=")
+        if key not in GROUPS and key not in ("seed",) and not key.startswith(("hydra", "sweep")):
+            tags[f"override.{key}"] = value
+    if os.environ.get("SLURM_JOB_ID"):
+        tags["slurm_job_id"] = os.environ["SLURM_JOB_ID"]
+    return tags
+
+
+def load_data(cfg: DictConfig):
+    """Data groups in stage order (one group without a curriculum); reads files before compute."""
+    from rlkit.data.stream import load_group
+
+    stages = check_curriculum(cfg)
+    if not stages:
+        return [load_group(cfg.data)], [None]
+    groups = [load_group(g) for g in stages]
+    return groups, [st.get("steps") for st in cfg.curriculum.stages]
+
+
+def run_job(cfg: DictConfig) -> float:
+    from rlkit.launch.callbacks import read_sweep_info
+    from rlkit.tracking import Tracker
+
+    hc = HydraConfig.get()
+    validate(cfg)
+    groups, stage_steps = load_data(cfg)
+    sweep = read_sweep_info(hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else None
+    ckpt_dir = Path(cfg.paths.checkpoints) / checkpoint.run_key(cfg.tracking.experiment, list(hc.overrides.task))
+    status = checkpoint.read_status(ckpt_dir)
+    resume_id = status.get("run_id") if status and status.get("state") != "finished" else None
+    if status.get("state") == "finished":
+        shutil.rmtree(ckpt_dir)  # the same command after a finished run starts a new run
+        status = {}
+    name = " ".join(o for o in hc.overrides.task if not o.startswith("hydra")) or "default"
+    tracker = Tracker.start(cfg, job_tags(cfg, hc, sweep), name, (sweep or {}).get("parent_run_id"), resume_id)
+    resumes = status.get("resumes", -1) + 1
+    checkpoint.write_status(ckpt_dir, state="running", run_id=tracker.run_id, resumes=resumes,
+                            experiment=cfg.tracking.experiment, sweep_id=(sweep or {}).get("sweep_id"),
+                            overrides=list(hc.overrides.task), slurm_job_id=os.environ.get("SLURM_JOB_ID"),
+                            output_dir=hc.runtime.output_dir)
+    if resume_id:
+        tracker.set_tags({"rlkit.resumes": str(resumes)})
+        print(f"[rlkit] resuming MLflow run {resume_id} from {ckpt_dir} (resume #{resumes})", file=sys.stderr)
+    from rlkit.train import train
+
+    t0 = time.time()
+    try:
+        result = train(cfg, tracker, ckpt_dir, groups, stage_steps)
+    except BaseException as e:
+        state = "killed" if isinstance(e, KeyboardInterrupt) else "failed"
+        checkpoint.write_status(ckpt_dir, state=state, error=repr(e)[:2000])
+        tracker.finish(state)
+        raise
+    tracker.log({"summary/wall_time_s": time.time() - t0, "summary/final_val_acc": result["val/acc"]}, cfg.trainer.steps)
+    tracker.finish("finished")
+    checkpoint.write_status(ckpt_dir, state="finished")
+    return float(result["val/acc"])
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float:
+    try:
+        return run_job(cfg)
+    except ConfigError as e:
+        print(f"rlkit: config error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except FileNotFoundError as e:
+        print(f"rlkit: missing file: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

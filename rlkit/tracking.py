@@ -1,0 +1,123 @@
+"""MLflow tracking: a parent run per sweep, a child run per job, resume by the stored run id.
+
+Conventions (docs/contracts.md) are what rlkit.report reads back, so a report can be rebuilt from
+MLflow alone. Uses MlflowClient (no fluent global state) so several runs can coexist in a process.
+"""
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+_BAD = re.compile(r"[^0-9A-Za-z_\-./ :]")
+
+
+def sanitize(key: str) -> str:
+    """MLflow accepts alphanumerics, _ - . / space and colon in keys."""
+    return _BAD.sub("_", key)
+
+
+def flatten(d: Any, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.update(flatten(v, f"{prefix}{k}." if not isinstance(v, dict) or v else f"{prefix}{k}"))
+        if not d and prefix:
+            out[prefix.rstrip(".")] = "{}"
+    elif prefix:
+        out[prefix.rstrip(".")] = str(d)[:6000]
+    return out
+
+
+def git_info() -> tuple[str, bool]:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                    capture_output=True, text=True, timeout=5).stdout.strip())
+        return sha or "unknown", dirty
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", False
+
+
+def client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def experiment_id(mc, name: str) -> str:
+    exp = mc.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return mc.create_experiment(name)
+    except Exception:  # created concurrently by a parallel job
+        return mc.get_experiment_by_name(name).experiment_id
+
+
+class Tracker:
+    """One job's MLflow run. `skip_until` drops metrics of steps already logged before a resume, so
+    a resumed run's history has no duplicates (the replayed steps are deterministic anyway)."""
+
+    def __init__(self, uri: str, run_id: str, skip_until: int = -1) -> None:
+        self.uri, self.run_id, self.skip_until = uri, run_id, skip_until
+        self.mc = client(uri)
+
+    @classmethod
+    def start(cls, cfg: DictConfig, tags: dict[str, str], run_name: str, parent_run_id: str | None,
+              resume_run_id: str | None) -> Tracker:
+        mc = client(cfg.tracking.uri)
+        if resume_run_id:
+            last = last_logged_step(mc, resume_run_id)
+            mc.set_tag(resume_run_id, "rlkit.status", "running")
+            t = cls(cfg.tracking.uri, resume_run_id, skip_until=last)
+            return t
+        exp = experiment_id(mc, cfg.tracking.experiment)
+        all_tags = {**tags, "rlkit.status": "running", "rlkit.role": "child" if parent_run_id else "single"}
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        run = mc.create_run(exp, run_name=run_name, tags=all_tags)
+        t = cls(cfg.tracking.uri, run.info.run_id)
+        t.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))
+        return t
+
+    def log_params(self, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(sanitize(k)[:250], v) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.mc.log_batch(self.run_id, params=items[i:i + 100])
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        if step <= self.skip_until:
+            return
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        items = [Metric(sanitize(k), float(v), ts, step) for k, v in metrics.items()
+                 if v is not None and math.isfinite(float(v))]
+        for i in range(0, len(items), 1000):
+            self.mc.log_batch(self.run_id, metrics=items[i:i + 1000])
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        for k, v in tags.items():
+            self.mc.set_tag(self.run_id, k, v)
+
+    def log_text(self, text: str, name: str) -> None:
+        self.mc.log_text(self.run_id, text, name)
+
+    def finish(self, status: str) -> None:
+        """status: finished | failed | killed (rlkit's own tag; MLflow's run status follows)."""
+        self.mc.set_tag(self.run_id, "rlkit.status", status)
+        self.mc.set_terminated(self.run_id, {"finished": "FINISHED", "failed": "FAILED"}.get(status, "KILLED"))
+
+
+def last_logged_step(mc, run_id: str, keys: tuple[str, ...] = ("timing_s/step", "val/acc")) -> int:
+    """The last step any metric was logged at (every step logs timing_s/step; step 0 logs val/acc)."""
+    return max((m.step for k in keys for m in mc.get_metric_history(run_id, k)), default=-1)

@@ -1,0 +1,401 @@
+"""The RL loop: one function read top to bottom, calling small named steps.
+
+Algorithms differ only in the pure pieces bound from conf/algo (advantage estimator, KL estimator
+and placement, clip range, aggregation); the loop branches on capabilities (critic or not, where KL
+goes, group filtering), never on an algorithm's name.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from rlkit import checkpoint
+from rlkit.algos.advantages import masked_mean
+from rlkit.algos.aggregate import aggregate
+from rlkit.algos.groups import distinct_frac, group_outcomes, uniform_groups
+from rlkit.algos.kl import kl_estimate
+from rlkit.algos.losses import ppo_clip, value_loss
+from rlkit.data.stream import DataGroup, PromptStream
+from rlkit.data.templates import render
+from rlkit.models.load import Critic, frozen_copy, load_policy
+from rlkit.rewards.base import RewardContext
+from rlkit.rewards.compose import build_components, score
+from rlkit.rollout.base import Rollout, SamplingParams
+from rlkit.rollout.logprobs import sequence_inputs, token_logprobs
+
+
+@dataclass
+class Batch:
+    """A scored rollout ready for the update (B = P*G sequences, T response positions)."""
+
+    rollout: Rollout
+    scores: torch.Tensor        # [B] total reward
+    correct: torch.Tensor       # [B] bool, the data group's correctness rule
+    components: dict[str, list[float]]
+    problems: list[Any]
+
+
+@contextmanager
+def timer(metrics: dict[str, float], key: str):
+    t = time.perf_counter()
+    yield
+    metrics[key] = metrics.get(key, 0.0) + time.perf_counter() - t
+
+
+def make_engine(cfg: DictConfig, model, tokenizer):
+    if cfg.rollout.engine == "vllm":
+        from rlkit.rollout.vllm import VLLMEngine  # optional extra, imported only when chosen
+
+        return VLLMEngine(cfg, tokenizer)
+    from rlkit.rollout import fast
+    from rlkit.rollout.hf import HFEngine
+
+    if cfg.rollout.engine == "fast" and fast.supports(model):
+        return fast.FastEngine(model, tokenizer)
+    return HFEngine(model, tokenizer)
+
+
+def prompt_ids(tokenizer, cache: dict, template: str, problems) -> list[list[int]]:
+    out = []
+    for p in problems:
+        if p.id not in cache:
+            text = tokenizer.apply_chat_template(render(template, p), tokenize=False, add_generation_prompt=True)
+            cache[p.id] = tokenizer(text, add_special_tokens=False)["input_ids"]
+        out.append(cache[p.id])
+    return out
+
+
+def response_budget(cfg: DictConfig, prompts: list[list[int]]) -> int:
+    """The length group's budget, clamped so prompt + response fit the model's context."""
+    context = int(cfg.model.get("context_length") or 10**9)
+    return max(1, min(int(cfg.length.max_response_tokens), context - max(map(len, prompts))))
+
+
+def generate_scored(cfg, engine, tokenizer, cache, group: DataGroup, problems, n: int, params: SamplingParams,
+                    components, step: int) -> Batch:
+    rollout = engine.generate(prompt_ids(tokenizer, cache, group.template, problems), n, params)
+    expanded = [p for p in problems for _ in range(n)]
+    lengths = rollout.lengths.tolist()
+    ctxs = [RewardContext(lengths[i], params.max_new_tokens, bool(rollout.truncated[i]), step, cfg.trainer.steps)
+            for i in range(len(expanded))]
+    total, per = score(components, rollout.texts, expanded, ctxs)
+    correct = torch.tensor([bool(group.correct(t, p)) for t, p in zip(rollout.texts, expanded)])
+    return Batch(rollout, torch.tensor(total, dtype=torch.float32), correct, per, expanded)
+
+
+def concat(batches: list[Batch], keep_groups: list[torch.Tensor]) -> Batch:
+    """Join the kept groups of several generation rounds into one batch (DAPO dynamic sampling)."""
+    from rlkit.rollout.hf import left_pad
+
+    rows = [(b, i) for b, keep in zip(batches, keep_groups) for i in range(len(b.problems)) if keep[i]]
+    prompts = [b.rollout.prompt_ids[i][b.rollout.prompt_mask[i].bool()].tolist() for b, i in rows]
+    p_ids, p_mask = left_pad(prompts, 0)  # padded positions are masked out, any id will do
+    width = max(int(b.rollout.response_ids.shape[1]) for b, _ in rows)
+    r_ids = torch.zeros((len(rows), width), dtype=torch.long)
+    r_mask = torch.zeros((len(rows), width))
+    for k, (b, i) in enumerate(rows):
+        w = b.rollout.response_ids.shape[1]
+        r_ids[k, :w], r_mask[k, :w] = b.rollout.response_ids[i], b.rollout.response_mask[i]
+    group_keys = [(id(b), int(b.rollout.group[i])) for b, i in rows]
+    remap = {g: j for j, g in enumerate(dict.fromkeys(group_keys))}
+    rollout = Rollout(p_ids, p_mask, r_ids, r_mask, torch.stack([b.rollout.truncated[i] for b, i in rows]),
+                      [b.rollout.texts[i] for b, i in rows], torch.tensor([remap[g] for g in group_keys]))
+    comps = {k: [b.components[k][i] for b, i in rows] for k in batches[0].components}
+    return Batch(rollout, torch.stack([b.scores[i] for b, i in rows]), torch.stack([b.correct[i] for b, i in rows]),
+                 comps, [b.problems[i] for b, i in rows])
+
+
+def dynamic_sample(first: Batch, regenerate, per_step: int, group_size: int, max_rounds: int) -> tuple[Batch, int]:
+    """Drop groups whose rewards are all equal and generate more prompts until the batch is full
+    again or `max_rounds` extra rounds are spent (DAPO); returns the batch and rounds used."""
+    batches, keeps, rounds = [first], [~uniform_groups(first.scores, first.rollout.group)], 0
+    while sum(int(k.sum()) for k in keeps) < per_step * group_size and rounds < max_rounds:
+        b = regenerate()
+        batches.append(b)
+        keeps.append(~uniform_groups(b.scores, b.rollout.group))
+        rounds += 1
+    kept = sum(int(k.sum()) for k in keeps)
+    if kept == 0:  # nothing informative at all: train on the first batch (zero advantage) rather than crash
+        return first, rounds
+    # trim to at most per_step groups
+    budget = per_step * group_size
+    for k in keeps:
+        idx = k.nonzero().flatten()
+        take = min(len(idx), budget)
+        k[idx[take:]] = False
+        budget -= take
+    return concat(batches, keeps), rounds
+
+
+def forward_batch(policy, critic, ref, batch: Batch, temperature: float, micro: int, need_old: bool):
+    """No-grad passes before the update: old logprobs, reference logprobs, values (micro-batched).
+    With one epoch of one mini-batch the update's own logprobs *are* the old ones (ratio = 1, as in
+    verl's on-policy shortcut), so that pass is skipped unless KL goes into the reward (it must be
+    known before the advantage)."""
+    r = batch.rollout
+    old, refs, vals = [], [], []
+    with torch.no_grad():
+        for s in range(0, len(batch.problems), micro):
+            sl = slice(s, s + micro)
+            args = (r.prompt_ids[sl], r.prompt_mask[sl], r.response_ids[sl], r.response_mask[sl])
+            if need_old:
+                old.append(token_logprobs(policy, *args, temperature=temperature)[0])
+            if ref is not None:
+                refs.append(token_logprobs(ref, *args, temperature=temperature)[0])
+            if critic is not None:
+                vals.append(critic_values(critic, *args))
+    cat = lambda xs: torch.cat(xs) if xs else None  # noqa: E731
+    return cat(old), cat(refs), cat(vals)
+
+
+def critic_values(critic, prompt_ids, prompt_mask, response_ids, response_mask) -> torch.Tensor:
+    ids, mask, pos = sequence_inputs(prompt_ids, prompt_mask, response_ids, response_mask)
+    p, t = prompt_ids.shape[1], response_ids.shape[1]
+    return critic(ids, mask, pos)[:, p - 1: p - 1 + t]
+
+
+def token_rewards(scores: torch.Tensor, mask: torch.Tensor, kl: torch.Tensor | None, coef: float) -> torch.Tensor:
+    """The outcome score on each sequence's last valid token, minus coef*KL per token if KL is a reward."""
+    rewards = torch.zeros_like(mask)
+    last = (mask.sum(-1).long() - 1).clamp(min=0)
+    rewards[torch.arange(len(scores)), last] = scores
+    if kl is not None:
+        rewards = rewards - coef * kl * mask
+    return rewards
+
+
+def update(cfg, policy, critic, opt, critic_opt, batch: Batch, old_logp, ref_logp, old_values, adv, returns,
+           loss_mask) -> dict[str, float]:
+    """epochs x mini-batches of optimizer steps; micro-batches accumulate to each mini-batch."""
+    a, r = cfg.algo, batch.rollout
+    B = len(batch.problems)
+    sums: dict[str, float] = {}
+    n_updates = 0
+    for _ in range(a.epochs):
+        perm = torch.randperm(B) if a.mini_batches > 1 else torch.arange(B)
+        for mb in perm.chunk(a.mini_batches):
+            total_tokens = float(loss_mask[mb].sum().clamp(min=1))
+            opt.zero_grad(set_to_none=True)
+            if critic_opt:
+                critic_opt.zero_grad(set_to_none=True)
+            stats: dict[str, float] = {}
+            for idx in mb.split(cfg.trainer.micro_batch_size):
+                args = (r.prompt_ids[idx], r.prompt_mask[idx], r.response_ids[idx], r.response_mask[idx])
+                m = loss_mask[idx]
+                logp, entropy, _ = token_logprobs(policy, *args, temperature=cfg.rollout.temperature, with_entropy=True)
+                old = logp.detach() if old_logp is None else old_logp[idx]
+                pg, pm = ppo_clip(logp, old, adv[idx], m, clip_low=a.clip_low, clip_high=a.clip_high,
+                                  dual_clip=a.dual_clip)
+                agg = dict(total_tokens=total_tokens, total_seqs=float(len(mb)), constant=a.agg_constant)
+                loss = aggregate(pg, m, a.aggregation, **agg)
+                parts = {"actor/pg_loss": loss.item()}
+                if ref_logp is not None and a.kl.placement == "loss":
+                    kl = aggregate(kl_estimate(logp, ref_logp[idx], a.kl.estimator), m, a.aggregation, **agg)
+                    loss = loss + a.kl.coef * kl
+                    parts["actor/kl_loss"] = kl.item()
+                if a.entropy_coef:
+                    loss = loss - a.entropy_coef * aggregate(entropy, m, a.aggregation, **agg)
+                loss.backward()
+                w = float(m.sum()) / total_tokens  # token share, to average per-token metrics over micro-batches
+                resp = r.response_mask[idx]  # entropy over every generated token, whatever the loss mask/aggregation
+                parts["actor/entropy"] = float((entropy.detach() * resp).sum()) / float(r.response_mask[mb].sum().clamp(min=1))
+                parts["actor/pg_clipfrac"] = float(pm["pg_clipfrac"]) * w
+                parts["actor/ppo_kl"] = float(pm["ppo_kl"]) * w
+                if critic is not None:
+                    v = critic_values(critic, *args)
+                    vl = aggregate(value_loss(v, old_values[idx], returns[idx], m, clip=a.critic.value_clip), m,
+                                   "token-mean", total_tokens=total_tokens)
+                    (a.critic.coef * vl).backward()
+                    parts["critic/vf_loss"] = vl.item()
+                for k, v in parts.items():
+                    stats[k] = stats.get(k, 0.0) + v
+            stats["actor/grad_norm"] = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.trainer.grad_clip))
+            opt.step()
+            if critic_opt:
+                torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg.trainer.grad_clip)
+                critic_opt.step()
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + v
+            n_updates += 1
+    return {k: v / n_updates for k, v in sums.items()}
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+    var_r = float(masked_mean((returns - masked_mean(returns, mask)) ** 2, mask))
+    resid = float(masked_mean((returns - values - masked_mean(returns - values, mask)) ** 2, mask))
+    return 1.0 - resid / var_r if var_r > 0 else 0.0
+
+
+@torch.no_grad()
+def evaluate(cfg, engine, tokenizer, cache, groups: list[DataGroup], components, step: int) -> tuple[dict, list[str]]:
+    """Greedy (or sampled) held-out accuracy per data group; `val/acc` is the first group's."""
+    metrics: dict[str, float] = {}
+    samples: list[str] = []
+    for gi, g in enumerate(groups):
+        prompts = prompt_ids(tokenizer, cache, g.template, g.val)
+        params = SamplingParams(response_budget(cfg, prompts), cfg.rollout.temperature, cfg.rollout.top_p,
+                                greedy=cfg.rollout.val_greedy)
+        outs = [engine.generate(prompts[i:i + 256], 1, params) for i in range(0, len(prompts), 256)]
+        texts = [t for o in outs for t in o.texts]
+        lengths = torch.cat([o.lengths for o in outs]).float()
+        correct = [bool(g.correct(t, p)) for t, p in zip(texts, g.val)]
+        prefix = "val" if gi == 0 else f"val/{g.name}"
+        metrics[f"{prefix}/acc"] = sum(correct) / len(correct)
+        metrics[f"{prefix}/response_length/mean"] = float(lengths.mean())
+        if len(groups) > 1:
+            metrics[f"val/{g.name}/acc"] = metrics[f"{prefix}/acc"]
+        by_ctx: dict[str, list[bool]] = {}
+        for c, p in zip(correct, g.val):
+            for ctx in p.meta.get("flaws", None) or (["none"] if "flaws" in p.meta else []):
+                by_ctx.setdefault(ctx, []).append(c)
+        for ctx, cs in by_ctx.items():
+            metrics[f"{prefix}/ctx_{ctx}/acc"] = sum(cs) / len(cs)
+        samples += [f"### step {step} {g.name} [{'correct' if c else 'wrong'}]\nQ: {p.question}\nA: {t}\n"
+                    for t, p, c in list(zip(texts, g.val, correct))[: cfg.tracking.log_samples]]
+    return metrics, samples
+
+
+def set_threads(cfg) -> None:
+    import os
+
+    n = cfg.trainer.threads or int(os.environ.get("RLKIT_THREADS", 0)) or os.cpu_count() or 1
+    torch.set_num_threads(max(1, n))
+
+
+def train(cfg: DictConfig, tracker, ckpt_dir: Path, groups: list[DataGroup], stage_steps: list[int | None]) -> dict:
+    """Run cfg.trainer.steps RL steps (resuming from ckpt_dir if a checkpoint is there)."""
+    set_threads(cfg)
+    torch.manual_seed(cfg.seed)
+    a, t = cfg.algo, cfg.trainer
+    policy, tokenizer = load_policy(cfg.model)
+    use_ref = a.kl.placement != "none" and a.kl.coef > 0
+    ref = frozen_copy(policy) if use_ref else None
+    critic = Critic(policy) if a.critic else None
+    opt = torch.optim.AdamW(policy.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, t.warmup_steps)))
+    critic_opt = torch.optim.AdamW(critic.parameters(), lr=a.critic.lr) if critic else None
+    engine = make_engine(cfg, policy, tokenizer)
+    components = build_components(cfg.reward.components)
+    advantage_fn = instantiate(a.advantage)
+    stream = PromptStream(list(zip(groups, stage_steps)), t.prompts_per_step, cfg.seed)
+    cache: dict[str, list[int]] = {}
+    start, stage = 0, 0
+
+    state = checkpoint.load(ckpt_dir)
+    if state:  # resume: everything the next step depends on
+        policy.load_state_dict(state["policy"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        if ref is not None:
+            ref.load_state_dict(state["ref"])
+        if critic is not None:
+            critic.load_state_dict(state["critic"])
+            critic_opt.load_state_dict(state["critic_opt"])
+        stream.cursor = state["cursor"]
+        checkpoint.set_rng_state(state["rng"])
+        start, stage = state["step"] + 1, state["stage"]
+        engine.sync_weights(policy)
+
+    def save(step: int) -> None:
+        checkpoint.save(ckpt_dir, {
+            "policy": policy.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+            "ref": ref.state_dict() if ref is not None else None,
+            "critic": critic.state_dict() if critic else None, "critic_opt": critic_opt.state_dict() if critic else None,
+            "cursor": stream.cursor, "rng": checkpoint.rng_state(), "step": step, "stage": stage,
+            "run_id": tracker.run_id})
+
+    eval_groups = [groups[-1]] if len(groups) == 1 else list({g.name: g for g in groups}.values())[::-1]
+    if start == 0:
+        m, samples = evaluate(cfg, engine, tokenizer, cache, eval_groups, components, 0)
+        tracker.log(m, 0)
+        last_val = m.get("val/acc", float("nan"))
+    else:
+        last_val = float("nan")
+    wall0 = time.time()
+    bar = tqdm(range(start, t.steps), initial=start, total=t.steps, desc=f"{a.name}", unit="step", dynamic_ncols=True)
+    for step in bar:
+        m: dict[str, float] = {}
+        t_step = time.perf_counter()
+        policy.eval()
+        new_stage, problems = stream.next(step)
+        if new_stage != stage and cfg.curriculum.reset_ref and ref is not None:
+            ref.load_state_dict(policy.state_dict())  # what the KK report did by reloading between stages
+        stage = new_stage
+        group = stream.stages[stage][0]
+        prompts = prompt_ids(tokenizer, cache, group.template, problems)
+        params = SamplingParams(response_budget(cfg, prompts), cfg.rollout.temperature, cfg.rollout.top_p)
+        with timer(m, "timing_s/gen"):
+            batch = generate_scored(cfg, engine, tokenizer, cache, group, problems, t.group_size, params, components, step)
+            if a.group_filter == "resample":
+                def regen(step=step, group=group, params=params) -> Batch:
+                    return generate_scored(cfg, engine, tokenizer, cache, group, stream.next(step)[1], t.group_size,
+                                           params, components, step)
+
+                batch, rounds = dynamic_sample(batch, regen, t.prompts_per_step, t.group_size, a.max_resample_rounds)
+                m["groups/resample_rounds"] = rounds
+        r = batch.rollout
+        mask = r.response_mask
+        uniform = uniform_groups(batch.scores, r.group)
+        loss_mask = mask * (~uniform).float().unsqueeze(-1) if a.group_filter == "mask" else mask
+        with timer(m, "timing_s/old_log_prob"):
+            on_policy = a.epochs == 1 and a.mini_batches == 1
+            old_logp, ref_logp, values = forward_batch(policy, critic, ref, batch, cfg.rollout.temperature,
+                                                       t.micro_batch_size, not on_policy or a.kl.placement == "reward")
+        with timer(m, "timing_s/adv"):
+            kl_tok = None
+            if ref_logp is not None and old_logp is not None:
+                kl_tok = kl_estimate(old_logp, ref_logp, a.kl.estimator)
+            rewards = token_rewards(batch.scores, mask, kl_tok if a.kl.placement == "reward" else None, a.kl.coef)
+            adv, returns = advantage_fn(rewards, mask, r.group, values)
+        policy.train()
+        with timer(m, "timing_s/update_actor"):
+            m.update(update(cfg, policy, critic, opt, critic_opt, batch, old_logp, ref_logp, values, adv, returns,
+                            loss_mask))
+        sched.step()
+        engine.sync_weights(policy)
+
+        lengths = r.lengths.float()
+        all_correct, all_wrong = group_outcomes(batch.correct, r.group)
+        m.update({
+            "critic/score/mean": float(batch.scores.mean()),
+            "critic/score/max": float(batch.scores.max()), "critic/score/min": float(batch.scores.min()),
+            "response_length/mean": float(lengths.mean()), "response_length/max": float(lengths.max()),
+            "response_length/min": float(lengths.min()),
+            "response_length/clip_ratio": float(r.truncated.float().mean()),
+            "groups/all_correct_frac": all_correct, "groups/all_wrong_frac": all_wrong,
+            "groups/filtered_frac": float(uniform.float().mean()),
+            "rollout/distinct_frac": distinct_frac(r.texts, r.group.tolist()),
+            "rollout/correct_frac": float(batch.correct.float().mean()),
+            "critic/advantages/mean": float(masked_mean(adv, mask)),
+            "critic/returns/mean": float(masked_mean(returns, mask)),
+            "actor/lr": sched.get_last_lr()[0], "data/stage": stage,
+        })
+        m.update({f"rewards/{k}/mean": sum(v) / len(v) for k, v in batch.components.items()})
+        if kl_tok is not None:
+            m["actor/kl_ref"] = float(masked_mean(kl_tok, mask))
+        if values is not None:
+            m["critic/vf_explained_var"] = explained_variance(values, returns, mask)
+            m["critic/values/mean"] = float(masked_mean(values, mask))
+        if (step + 1) % t.eval_every == 0 or step + 1 == t.steps:
+            policy.eval()
+            vm, samples = evaluate(cfg, engine, tokenizer, cache, eval_groups, components, step + 1)
+            m.update(vm)
+            last_val = vm.get("val/acc", last_val)
+            tracker.log_text("\n".join(samples), f"samples/step_{step + 1:05d}.md")
+        m["timing_s/step"] = time.perf_counter() - t_step
+        m["perf/throughput"] = float(lengths.sum()) / m["timing_s/step"]
+        tracker.log(m, step + 1)
+        bar.set_postfix(reward=f"{m['critic/score/mean']:.3f}", len=f"{m['response_length/mean']:.1f}",
+                        val=f"{last_val:.3f}")
+        if (step + 1) % t.checkpoint_every == 0 or step + 1 == t.steps:
+            save(step)
+    bar.close()
+    return {"val/acc": last_val, "wall_time_s": time.time() - wall0}
