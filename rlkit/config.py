@@ -23,16 +23,16 @@ class ConfigError(ValueError):
 
 @dataclass
 class TrainerSchema:
-    steps: int = 120
-    prompts_per_step: int = 16
+    steps: int = 60
+    prompts_per_step: int = 8
     group_size: int = 8
     lr: float = 2e-5
     warmup_steps: int = 5
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     micro_batch_size: int = 64
-    eval_every: int = 20
-    checkpoint_every: int = 20
+    eval_every: int = 10
+    checkpoint_every: int = 10
     threads: int = 0
     backend: str = "torch"
     bf16: bool = False
@@ -89,8 +89,10 @@ def check_types(cfg: DictConfig) -> None:
     for key, schema in SCHEMAS.items():
         try:
             OmegaConf.merge(OmegaConf.structured(schema), cfg[key])
-        except Exception as e:  # omegaconf's ValidationError names the key; re-raise in our words
-            raise ConfigError(f"{key}: {e}".split("\n")[0] + f"\n  (schema: rlkit.config.{schema.__name__})") from e
+        except Exception as e:  # omegaconf's ValidationError: re-raise naming the full key
+            where = f"{key}.{e.full_key}" if getattr(e, "full_key", None) else key
+            msg = str(e).split("\n")[0]
+            raise ConfigError(f"{where}: {msg} (schema: rlkit.config.{schema.__name__})") from e
     t = cfg.trainer
     for k in ("steps", "prompts_per_step", "group_size", "micro_batch_size"):
         if t[k] < 1:

@@ -1,0 +1,22 @@
+"""Every option of every config group composes with the root config and passes validation."""
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from rlkit.config import CONF_DIR, GROUPS, group_options, validate
+
+CASES = [(g, o) for g in GROUPS for o in group_options(g)]
+
+
+@pytest.mark.parametrize(("group", "option"), CASES, ids=[f"{g}={o}" for g, o in CASES])
+def test_option_composes_and_validates(group, option):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"{group}={option}"], return_hydra_config=False)
+    validate(cfg)
+    assert group == "launcher" or cfg[group] is not None
+
+
+def test_every_group_has_options():
+    for g in GROUPS:
+        assert group_options(g), g
