@@ -10,6 +10,7 @@ report avoids (measured on a sample, extrapolated). The store is reused when it 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -114,10 +115,12 @@ def main() -> int:
     from rlkit.report.spec import ReportSpec
 
     out = args.out or tempfile.mkdtemp(prefix="rlkit_report_out_")
-    t = time.perf_counter()
+    load = os.getloadavg()[0]
+    t, cpu = time.perf_counter(), time.process_time()
     report = build_report(uri, SWEEP, ReportSpec.from_dict({"baseline": {"algo": "grpo"}}), out)
-    secs = time.perf_counter() - t
-    print(f"REPORT: {secs:.1f} s for {len(report.sweep.runs)} runs, {len(report.ablation.rows)} rows, "
+    secs, cpu = time.perf_counter() - t, time.process_time() - cpu
+    print(f"REPORT: {secs:.1f} s wall ({cpu:.1f} s CPU of this process; load average {load:.1f} on "
+          f"{os.cpu_count()} cores at start) for {len(report.sweep.runs)} runs, {len(report.ablation.rows)} rows, "
           f"{len(report.figures)} figures -> {report.out_dir}")
     print("  phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in report.timings.items()))
 

@@ -34,8 +34,16 @@ class TrainerSchema:
     eval_every: int = 10
     checkpoint_every: int = 10
     threads: int = 0
-    backend: str = "torch"
+    backend: str = "auto"
     bf16: bool = False
+    offload_optimizer: bool = False
+
+
+@dataclass
+class VLLMSchema:
+    gpu_memory_utilization: float = 0.3
+    sleep: bool = True
+    enforce_eager: bool = False
 
 
 @dataclass
@@ -44,6 +52,8 @@ class RolloutSchema:
     temperature: float = 1.0
     top_p: float = 1.0
     val_greedy: bool = True
+    seed_per_prompt: bool = False
+    vllm: VLLMSchema = field(default_factory=VLLMSchema)
 
 
 @dataclass
@@ -101,8 +111,8 @@ def check_types(cfg: DictConfig) -> None:
         raise ConfigError(f"trainer.lr={t.lr} must be > 0")
     if cfg.rollout.engine not in ("fast", "hf", "vllm"):
         raise ConfigError(f"rollout.engine={cfg.rollout.engine!r} is invalid; valid: fast, hf, vllm")
-    if t.backend not in ("torch", "deepspeed"):
-        raise ConfigError(f"trainer.backend={t.backend!r} is invalid; valid: torch, deepspeed")
+    if t.backend not in ("auto", "torch", "deepspeed"):
+        raise ConfigError(f"trainer.backend={t.backend!r} is invalid; valid: auto, torch, deepspeed")
     if cfg.length.max_response_tokens < 1:
         raise ConfigError(f"length.max_response_tokens={cfg.length.max_response_tokens} must be >= 1")
 
@@ -129,6 +139,50 @@ def check_model(cfg: DictConfig) -> None:
             f"model={cfg.model.name}: checkpoint {path!r} is neither a local directory nor in the Hugging Face "
             f"cache. Download it first (huggingface-cli download {path}) or set model.path=/local/dir."
         )
+
+
+def check_scale(cfg: DictConfig) -> None:
+    """Backend, LoRA and vLLM choices: their optional packages are installed and they fit together."""
+    import importlib.util
+
+    from rlkit.backends import resolve, zero_stage
+
+    name = cfg.model.get("name")
+    stage = zero_stage(cfg)
+    if stage not in (0, 1, 2, 3):
+        raise ConfigError(f"model.resources.zero_stage={stage} (model={name}) must be 0, 1, 2 or 3")
+    backend = resolve(cfg)
+    if backend == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError(f"trainer.backend={cfg.trainer.backend} needs DeepSpeed (model={name} asks for ZeRO-{stage}): "
+                          "pip install 'rlkit[deepspeed]' (keep torch pinned in the same command)")
+    if cfg.trainer.offload_optimizer and backend != "deepspeed":
+        raise ConfigError("trainer.offload_optimizer=true needs trainer.backend=deepspeed")
+    if backend == "deepspeed" and stage == 3 and cfg.curriculum.reset_ref:
+        raise ConfigError("curriculum.reset_ref is not supported with ZeRO-3 (the reference is partitioned); "
+                          "use model.resources.zero_stage=2 or reset_ref=false")
+    lora_rank = int(OmegaConf.select(cfg, "model.lora.rank", default=0) or 0)
+    if lora_rank < 0:
+        raise ConfigError(f"model.lora.rank={lora_rank} must be >= 0 (0 = full fine-tuning)")
+    if lora_rank > 0:
+        if importlib.util.find_spec("peft") is None:
+            raise ConfigError(f"model.lora.rank={lora_rank} needs peft: pip install 'rlkit[lora]'")
+        if cfg.curriculum.reset_ref:
+            raise ConfigError("curriculum.reset_ref cannot be combined with LoRA (the reference is the base "
+                              "model with the adapter disabled); set model.lora.rank=0 or reset_ref=false")
+    if cfg.rollout.engine == "vllm":
+        import torch
+
+        if importlib.util.find_spec("vllm") is None:
+            raise ConfigError("rollout.engine=vllm needs vLLM: pip install 'rlkit[gpu]' (GPU machines only; "
+                              "it pins its own torch and transformers). On the CPU use rollout.engine=fast")
+        if not torch.cuda.is_available():
+            raise ConfigError("rollout.engine=vllm needs a CUDA device; on the CPU use rollout.engine=fast")
+        if int(OmegaConf.select(cfg, "model.resources.gpus_per_node", default=0) or 0) < 1:
+            raise ConfigError(f"rollout.engine=vllm trains on the GPU: model={name} has resources.gpus_per_node=0; "
+                              "set model.resources.gpus_per_node")
+    v = cfg.rollout.vllm.gpu_memory_utilization
+    if not 0 < v < 1:
+        raise ConfigError(f"rollout.vllm.gpu_memory_utilization={v} must be in (0, 1)")
 
 
 def check_rewards(cfg: DictConfig) -> None:
@@ -161,6 +215,7 @@ def validate(cfg: DictConfig) -> None:
     check_algo(cfg)
     check_rewards(cfg)
     check_model(cfg)
+    check_scale(cfg)
     check_curriculum(cfg)
     from rlkit.data.templates import TEMPLATES
 

@@ -5,7 +5,7 @@ MLflow alone. Uses MlflowClient (no fluent global state) so several runs can coe
 """
 from __future__ import annotations
 
-import math
+import random
 import re
 import subprocess
 import time
@@ -46,9 +46,50 @@ def git_info() -> tuple[str, bool]:
 
 
 def client(uri: str):
+    """An MlflowClient whose calls retry on SQLite's `database is locked` (parallel local jobs)."""
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=uri)
+    mc = MlflowClient(tracking_uri=uri)
+    return _RetryLocked(mc) if uri.startswith("sqlite:") else mc
+
+
+class _RetryLocked:
+    """Proxy retrying a call that failed with `database is locked`. MLflow waits 20 s (busy_timeout)
+    for a lock, but SQLite fails at once when a reader must upgrade to a writer while another process
+    writes; the failed transaction was rolled back, so the call is retried whole."""
+
+    def __init__(self, mc, attempts: int = 8) -> None:
+        self._mc, self._attempts = mc, attempts
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._mc, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            for i in range(self._attempts):
+                try:
+                    return attr(*args, **kwargs)
+                except Exception as e:
+                    if i == self._attempts - 1 or "database is locked" not in str(e):
+                        raise
+                    time.sleep(0.1 * 2 ** i * (1 + random.random()))
+
+        return call
+
+
+def prepare_store(uri: str, wal: bool = True) -> None:
+    """Create a SQLite store before jobs start (tables and migrations once, not raced by parallel
+    jobs) and switch it to WAL journaling (readers do not block the writer). A no-op for a server URI.
+    WAL needs shared memory between processes: not for a database on a network filesystem."""
+    if not uri.startswith("sqlite:///"):
+        return
+    client(uri).search_experiments(max_results=1)
+    if wal:
+        import sqlite3
+
+        with sqlite3.connect(uri[len("sqlite:///"):], timeout=30) as con:
+            con.execute("PRAGMA journal_mode=WAL")
 
 
 def experiment_id(mc, name: str) -> str:
@@ -76,6 +117,7 @@ class Tracker:
         if resume_run_id:
             last = last_logged_step(mc, resume_run_id)
             mc.set_tag(resume_run_id, "rlkit.status", "running")
+            mc.update_run(resume_run_id, status="RUNNING")
             t = cls(cfg.tracking.uri, resume_run_id, skip_until=last)
             return t
         exp = experiment_id(mc, cfg.tracking.experiment)
@@ -100,8 +142,8 @@ class Tracker:
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
-        items = [Metric(sanitize(k), float(v), ts, step) for k, v in metrics.items()
-                 if v is not None and math.isfinite(float(v))]
+        # NaN/inf are logged as such: a diverged run must look diverged, not shorter
+        items = [Metric(sanitize(k), float(v), ts, step) for k, v in metrics.items() if v is not None]
         for i in range(0, len(items), 1000):
             self.mc.log_batch(self.run_id, metrics=items[i:i + 1000])
 

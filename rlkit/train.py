@@ -3,6 +3,12 @@
 Algorithms differ only in the pure pieces bound from conf/algo (advantage estimator, KL estimator
 and placement, clip range, aggregation); the loop branches on capabilities (critic or not, where KL
 goes, group filtering), never on an algorithm's name.
+
+Scale (rlkit/distributed.py, rlkit/backends/, rlkit/models/lora.py): under torchrun or a multi-task
+SLURM job each rank generates and trains on its share of the same global batch; advantages, loss
+denominators, gradients and metrics are reduced over ranks, and only rank 0 logs and writes rlkit's
+state. `actor` (and `critic`) wrap the module and its optimizer for the chosen backend (torch or
+DeepSpeed ZeRO); with one process they are the plain AdamW path.
 """
 from __future__ import annotations
 
@@ -17,15 +23,17 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from rlkit import checkpoint
+from rlkit import checkpoint, distributed
 from rlkit.algos.advantages import masked_mean
 from rlkit.algos.aggregate import aggregate
 from rlkit.algos.groups import distinct_frac, group_outcomes, uniform_groups
 from rlkit.algos.kl import kl_estimate
 from rlkit.algos.losses import ppo_clip, value_loss
+from rlkit.backends import make_backend
 from rlkit.data.stream import DataGroup, PromptStream
 from rlkit.data.templates import render
-from rlkit.models.load import Critic, frozen_copy, load_policy
+from rlkit.models.load import Critic, load_policy, reference
+from rlkit.models.lora import MergedForGeneration, hf_model, is_lora
 from rlkit.rewards.base import RewardContext
 from rlkit.rewards.compose import build_components, score
 from rlkit.rollout.base import Rollout, SamplingParams
@@ -58,9 +66,12 @@ def make_engine(cfg: DictConfig, model, tokenizer):
     from rlkit.rollout import fast
     from rlkit.rollout.hf import HFEngine
 
-    if cfg.rollout.engine == "fast" and fast.supports(model):
-        return fast.FastEngine(model, tokenizer)
-    return HFEngine(model, tokenizer)
+    base = hf_model(model)  # (LoRA: the transformers model with its adapter layers)
+    engine = fast.FastEngine(base, tokenizer) if cfg.rollout.engine == "fast" and fast.supports(base) \
+        else HFEngine(base, tokenizer)
+    if is_lora(model):
+        engine = MergedForGeneration(engine, model)  # samples from base + adapter
+    return distributed.PerPromptSeeds(engine) if cfg.rollout.get("seed_per_prompt") else engine
 
 
 def prompt_ids(tokenizer, cache: dict, template: str, problems) -> list[list[int]]:
@@ -113,11 +124,14 @@ def concat(batches: list[Batch], keep_groups: list[torch.Tensor]) -> Batch:
                  comps, [b.problems[i] for b, i in rows])
 
 
-def dynamic_sample(first: Batch, regenerate, per_step: int, group_size: int, max_rounds: int) -> tuple[Batch, int]:
+def dynamic_sample(first: Batch, regenerate, per_step: int, group_size: int, max_rounds: int,
+                   mean_over_ranks=float) -> tuple[Batch, int]:
     """Drop groups whose rewards are all equal and generate more prompts until the batch is full
-    again or `max_rounds` extra rounds are spent (DAPO); returns the batch and rounds used."""
+    again or `max_rounds` extra rounds are spent (DAPO); returns the batch and rounds used.
+    `per_step` is this rank's share of the prompts; the decision to go on uses the mean over ranks,
+    so every rank runs the same number of rounds."""
     batches, keeps, rounds = [first], [~uniform_groups(first.scores, first.rollout.group)], 0
-    while sum(int(k.sum()) for k in keeps) < per_step * group_size and rounds < max_rounds:
+    while mean_over_ranks(sum(int(k.sum()) for k in keeps)) < per_step * group_size and rounds < max_rounds:
         b = regenerate()
         batches.append(b)
         keeps.append(~uniform_groups(b.scores, b.rollout.group))
@@ -172,9 +186,11 @@ def token_rewards(scores: torch.Tensor, mask: torch.Tensor, kl: torch.Tensor | N
     return rewards
 
 
-def update(cfg, policy, critic, opt, critic_opt, batch: Batch, old_logp, ref_logp, old_values, adv, returns,
-           loss_mask) -> dict[str, float]:
-    """epochs x mini-batches of optimizer steps; micro-batches accumulate to each mini-batch."""
+def update(cfg, actor, critic, batch: Batch, old_logp, ref_logp, old_values, adv, returns, loss_mask,
+           dist) -> dict[str, float]:
+    """epochs x mini-batches of optimizer steps; micro-batches accumulate to each mini-batch.
+    Token and sequence counts are summed over ranks, so each rank's loss is its share of the global
+    mini-batch loss (and the backend sums the gradients)."""
     a, r = cfg.algo, batch.rollout
     B = len(batch.problems)
     sums: dict[str, float] = {}
@@ -182,19 +198,21 @@ def update(cfg, policy, critic, opt, critic_opt, batch: Batch, old_logp, ref_log
     for _ in range(a.epochs):
         perm = torch.randperm(B) if a.mini_batches > 1 else torch.arange(B)
         for mb in perm.chunk(a.mini_batches):
-            total_tokens = float(loss_mask[mb].sum().clamp(min=1))
-            opt.zero_grad(set_to_none=True)
-            if critic_opt:
-                critic_opt.zero_grad(set_to_none=True)
+            total_tokens, total_seqs, total_resp = dist.sum(loss_mask[mb].sum(), len(mb), r.response_mask[mb].sum())
+            total_tokens, total_resp = max(total_tokens, 1.0), max(total_resp, 1.0)
+            actor.zero_grad()
+            if critic:
+                critic.zero_grad()
             stats: dict[str, float] = {}
             for idx in mb.split(cfg.trainer.micro_batch_size):
                 args = (r.prompt_ids[idx], r.prompt_mask[idx], r.response_ids[idx], r.response_mask[idx])
                 m = loss_mask[idx]
-                logp, entropy, _ = token_logprobs(policy, *args, temperature=cfg.rollout.temperature, with_entropy=True)
+                logp, entropy, _ = token_logprobs(actor.model, *args, temperature=cfg.rollout.temperature,
+                                                  with_entropy=True)
                 old = logp.detach() if old_logp is None else old_logp[idx]
                 pg, pm = ppo_clip(logp, old, adv[idx], m, clip_low=a.clip_low, clip_high=a.clip_high,
                                   dual_clip=a.dual_clip)
-                agg = dict(total_tokens=total_tokens, total_seqs=float(len(mb)), constant=a.agg_constant)
+                agg = dict(total_tokens=total_tokens, total_seqs=total_seqs, constant=a.agg_constant)
                 loss = aggregate(pg, m, a.aggregation, **agg)
                 parts = {"actor/pg_loss": loss.item()}
                 if ref_logp is not None and a.kl.placement == "loss":
@@ -203,25 +221,23 @@ def update(cfg, policy, critic, opt, critic_opt, batch: Batch, old_logp, ref_log
                     parts["actor/kl_loss"] = kl.item()
                 if a.entropy_coef:
                     loss = loss - a.entropy_coef * aggregate(entropy, m, a.aggregation, **agg)
-                loss.backward()
+                actor.backward(loss)
                 w = float(m.sum()) / total_tokens  # token share, to average per-token metrics over micro-batches
                 resp = r.response_mask[idx]  # entropy over every generated token, whatever the loss mask/aggregation
-                parts["actor/entropy"] = float((entropy.detach() * resp).sum()) / float(r.response_mask[mb].sum().clamp(min=1))
+                parts["actor/entropy"] = float((entropy.detach() * resp).sum()) / total_resp
                 parts["actor/pg_clipfrac"] = float(pm["pg_clipfrac"]) * w
                 parts["actor/ppo_kl"] = float(pm["ppo_kl"]) * w
                 if critic is not None:
-                    v = critic_values(critic, *args)
+                    v = critic_values(critic.model, *args)
                     vl = aggregate(value_loss(v, old_values[idx], returns[idx], m, clip=a.critic.value_clip), m,
                                    "token-mean", total_tokens=total_tokens)
-                    (a.critic.coef * vl).backward()
+                    critic.backward(a.critic.coef * vl)
                     parts["critic/vf_loss"] = vl.item()
                 for k, v in parts.items():
                     stats[k] = stats.get(k, 0.0) + v
-            stats["actor/grad_norm"] = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.trainer.grad_clip))
-            opt.step()
-            if critic_opt:
-                torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg.trainer.grad_clip)
-                critic_opt.step()
+            stats["actor/grad_norm"] = actor.step(cfg.trainer.grad_clip)  # (clips, then steps)
+            if critic:
+                critic.step(cfg.trainer.grad_clip)
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + v
             n_updates += 1
@@ -235,18 +251,23 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
 
 
 @torch.no_grad()
-def evaluate(cfg, engine, tokenizer, cache, groups: list[DataGroup], components, step: int) -> tuple[dict, list[str]]:
-    """Greedy (or sampled) held-out accuracy per data group; `val/acc` is the first group's."""
+def evaluate(cfg, engine, tokenizer, cache, groups: list[DataGroup], components, step: int,
+             dist: distributed.Dist | None = None) -> tuple[dict, list[str]]:
+    """Greedy (or sampled) held-out accuracy per data group; `val/acc` is the first group's.
+    Each rank answers its share of the held-out problems; the answers are gathered in order."""
+    dist = dist or distributed.Dist()
     metrics: dict[str, float] = {}
     samples: list[str] = []
     for gi, g in enumerate(groups):
-        prompts = prompt_ids(tokenizer, cache, g.template, g.val)
-        params = SamplingParams(response_budget(cfg, prompts), cfg.rollout.temperature, cfg.rollout.top_p,
-                                greedy=cfg.rollout.val_greedy)
+        params = SamplingParams(response_budget(cfg, prompt_ids(tokenizer, cache, g.template, g.val)),
+                                cfg.rollout.temperature, cfg.rollout.top_p, greedy=cfg.rollout.val_greedy)
+        val = dist.shard(g.val)
+        prompts = prompt_ids(tokenizer, cache, g.template, val)
         outs = [engine.generate(prompts[i:i + 256], 1, params) for i in range(0, len(prompts), 256)]
         texts = [t for o in outs for t in o.texts]
-        lengths = torch.cat([o.lengths for o in outs]).float()
-        correct = [bool(g.correct(t, p)) for t, p in zip(texts, g.val)]
+        lengths = torch.tensor(dist.gather_list([int(n) for o in outs for n in o.lengths])).float()
+        correct = dist.gather_list([bool(g.correct(t, p)) for t, p in zip(texts, val)])
+        texts = dist.gather_list(texts)
         prefix = "val" if gi == 0 else f"val/{g.name}"
         metrics[f"{prefix}/acc"] = sum(correct) / len(correct)
         metrics[f"{prefix}/response_length/mean"] = float(lengths.mean())
@@ -257,7 +278,7 @@ def evaluate(cfg, engine, tokenizer, cache, groups: list[DataGroup], components,
             for ctx in p.meta.get("flaws", None) or (["none"] if "flaws" in p.meta else []):
                 by_ctx.setdefault(ctx, []).append(c)
         for ctx, cs in by_ctx.items():
-            metrics[f"{prefix}/ctx_{ctx}/acc"] = sum(cs) / len(cs)
+            metrics[f"val_ctx/{ctx}/acc"] = sum(cs) / len(cs)  # accuracy per flaw context of the tiny default
         samples += [f"### step {step} {g.name} [{'correct' if c else 'wrong'}]\nQ: {p.question}\nA: {t}\n"
                     for t, p, c in list(zip(texts, g.val, correct))[: cfg.tracking.log_samples]]
     return metrics, samples
@@ -275,92 +296,100 @@ def train(cfg: DictConfig, tracker, ckpt_dir: Path, groups: list[DataGroup], sta
     set_threads(cfg)
     torch.manual_seed(cfg.seed)
     a, t = cfg.algo, cfg.trainer
-    policy, tokenizer = load_policy(cfg.model)
+    dist = distributed.current()  # this process's rank (world 1 unless launched by torchrun / SLURM tasks)
+    backend = make_backend(cfg, dist)  # torch | deepspeed (ZeRO)
+    policy, tokenizer = load_policy(cfg.model)  # with LoRA adapters when model.lora.rank > 0
     use_ref = a.kl.placement != "none" and a.kl.coef > 0
-    ref = frozen_copy(policy) if use_ref else None
-    critic = Critic(policy) if a.critic else None
-    opt = torch.optim.AdamW(policy.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, t.warmup_steps)))
-    critic_opt = torch.optim.AdamW(critic.parameters(), lr=a.critic.lr) if critic else None
+    ref = backend.frozen(reference(policy)) if use_ref else None  # a frozen copy, or LoRA's adapter switched off
+    critic = backend.trainer(Critic(policy), lr=a.critic.lr, weight_decay=0.01) if a.critic else None
+    actor = backend.trainer(policy, lr=t.lr, weight_decay=t.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(actor.optimizer, lambda s: min(1.0, (s + 1) / max(1, t.warmup_steps)))
     engine = make_engine(cfg, policy, tokenizer)
     components = build_components(cfg.reward.components)
     advantage_fn = instantiate(a.advantage)
-    stream = PromptStream(list(zip(groups, stage_steps)), t.prompts_per_step, cfg.seed)
+    stream = PromptStream(list(zip(groups, stage_steps)), t.prompts_per_step, cfg.seed)  # the global batch
     cache: dict[str, list[int]] = {}
     start, stage = 0, 0
+    dist.reseed(cfg.seed)  # ranks > 0 sample from their own streams
 
     state = checkpoint.load(ckpt_dir)
     if state:  # resume: everything the next step depends on
-        policy.load_state_dict(state["policy"])
-        opt.load_state_dict(state["opt"])
+        actor.load(ckpt_dir, state, "policy", "opt")
         sched.load_state_dict(state["sched"])
-        if ref is not None:
+        if ref is not None and state.get("ref") is not None:
             ref.load_state_dict(state["ref"])
         if critic is not None:
-            critic.load_state_dict(state["critic"])
-            critic_opt.load_state_dict(state["critic_opt"])
+            critic.load(ckpt_dir, state, "critic", "critic_opt")
         stream.cursor = state["cursor"]
-        checkpoint.set_rng_state(state["rng"])
+        dist.set_rng_states(state["rng"])
         start, stage = state["step"] + 1, state["stage"]
-        engine.sync_weights(policy)
+        with actor.gathered():
+            engine.sync_weights(policy)
 
-    def save(step: int) -> None:
-        checkpoint.save(ckpt_dir, {
-            "policy": policy.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-            "ref": ref.state_dict() if ref is not None else None,
-            "critic": critic.state_dict() if critic else None, "critic_opt": critic_opt.state_dict() if critic else None,
-            "cursor": stream.cursor, "rng": checkpoint.rng_state(), "step": step, "stage": stage,
-            "run_id": tracker.run_id})
+    def save(step: int) -> None:  # every rank calls it (DeepSpeed writes shards); rank 0 writes state.pt
+        state = {**actor.save(ckpt_dir, step, "policy", "opt"), "sched": sched.state_dict(),
+                 "ref": ref.state_dict() if ref is not None and cfg.curriculum.reset_ref else None,
+                 **(critic.save(ckpt_dir, step, "critic", "critic_opt") if critic else {"critic": None, "critic_opt": None}),
+                 "cursor": stream.cursor, "rng": dist.rng_states(), "step": step, "stage": stage, "run_id": tracker.run_id}
+        if dist.is_main:
+            checkpoint.save(ckpt_dir, state)
 
     eval_groups = [groups[-1]] if len(groups) == 1 else list({g.name: g for g in groups}.values())[::-1]
     if start == 0:
-        m, samples = evaluate(cfg, engine, tokenizer, cache, eval_groups, components, 0)
+        with actor.gathered():
+            m, samples = evaluate(cfg, engine, tokenizer, cache, eval_groups, components, 0, dist)
         tracker.log(m, 0)
         last_val = m.get("val/acc", float("nan"))
     else:
         last_val = float("nan")
     wall0 = time.time()
-    bar = tqdm(range(start, t.steps), initial=start, total=t.steps, desc=f"{a.name}", unit="step", dynamic_ncols=True)
+    bar = tqdm(range(start, t.steps), initial=start, total=t.steps, desc=f"{a.name}", unit="step", dynamic_ncols=True,
+               disable=not dist.is_main)
     for step in bar:
         m: dict[str, float] = {}
         t_step = time.perf_counter()
         policy.eval()
-        new_stage, problems = stream.next(step)
+        new_stage, problems = stream.next(step)  # the same global batch on every rank; each keeps its share
         if new_stage != stage and cfg.curriculum.reset_ref and ref is not None:
             ref.load_state_dict(policy.state_dict())  # what the KK report did by reloading between stages
         stage = new_stage
         group = stream.stages[stage][0]
         prompts = prompt_ids(tokenizer, cache, group.template, problems)
-        params = SamplingParams(response_budget(cfg, prompts), cfg.rollout.temperature, cfg.rollout.top_p)
-        with timer(m, "timing_s/gen"):
-            batch = generate_scored(cfg, engine, tokenizer, cache, group, problems, t.group_size, params, components, step)
+        params = SamplingParams(response_budget(cfg, prompts), cfg.rollout.temperature, cfg.rollout.top_p,
+                                seed=distributed.step_seed(cfg.seed, step) if cfg.rollout.seed_per_prompt else None)
+        with timer(m, "timing_s/gen"), actor.gathered():
+            batch = generate_scored(cfg, engine, tokenizer, cache, group, dist.shard(problems), t.group_size, params,
+                                    components, step)
             if a.group_filter == "resample":
                 def regen(step=step, group=group, params=params) -> Batch:
-                    return generate_scored(cfg, engine, tokenizer, cache, group, stream.next(step)[1], t.group_size,
-                                           params, components, step)
+                    return generate_scored(cfg, engine, tokenizer, cache, group, dist.shard(stream.next(step)[1]),
+                                           t.group_size, params, components, step)
 
-                batch, rounds = dynamic_sample(batch, regen, t.prompts_per_step, t.group_size, a.max_resample_rounds)
+                batch, rounds = dynamic_sample(batch, regen, len(dist.shard(problems)), t.group_size,
+                                               a.max_resample_rounds, dist.mean)
                 m["groups/resample_rounds"] = rounds
+        batch = distributed.to_device(batch, dist.device)
         r = batch.rollout
         mask = r.response_mask
         uniform = uniform_groups(batch.scores, r.group)
         loss_mask = mask * (~uniform).float().unsqueeze(-1) if a.group_filter == "mask" else mask
         with timer(m, "timing_s/old_log_prob"):
             on_policy = a.epochs == 1 and a.mini_batches == 1
-            old_logp, ref_logp, values = forward_batch(policy, critic, ref, batch, cfg.rollout.temperature,
-                                                       t.micro_batch_size, not on_policy or a.kl.placement == "reward")
+            old_logp, ref_logp, values = forward_batch(actor.model, critic.model if critic else None, ref, batch,
+                                                       cfg.rollout.temperature, t.micro_batch_size,
+                                                       not on_policy or a.kl.placement == "reward")
         with timer(m, "timing_s/adv"):
             kl_tok = None
             if ref_logp is not None and old_logp is not None:
                 kl_tok = kl_estimate(old_logp, ref_logp, a.kl.estimator)
             rewards = token_rewards(batch.scores, mask, kl_tok if a.kl.placement == "reward" else None, a.kl.coef)
-            adv, returns = advantage_fn(rewards, mask, r.group, values)
+            adv, returns = dist.advantages(advantage_fn, rewards, mask, r.group, values)  # over the global batch
         policy.train()
         with timer(m, "timing_s/update_actor"):
-            m.update(update(cfg, policy, critic, opt, critic_opt, batch, old_logp, ref_logp, values, adv, returns,
-                            loss_mask))
+            m.update(update(cfg, actor, critic, batch, old_logp, ref_logp, values, adv, returns, loss_mask, dist))
         sched.step()
-        engine.sync_weights(policy)
+        with actor.gathered():
+            engine.sync_weights(policy)
 
         lengths = r.lengths.float()
         all_correct, all_wrong = group_outcomes(batch.correct, r.group)
@@ -386,12 +415,14 @@ def train(cfg: DictConfig, tracker, ckpt_dir: Path, groups: list[DataGroup], sta
             m["critic/values/mean"] = float(masked_mean(values, mask))
         if (step + 1) % t.eval_every == 0 or step + 1 == t.steps:
             policy.eval()
-            vm, samples = evaluate(cfg, engine, tokenizer, cache, eval_groups, components, step + 1)
+            with actor.gathered():
+                vm, samples = evaluate(cfg, engine, tokenizer, cache, eval_groups, components, step + 1, dist)
             m.update(vm)
             last_val = vm.get("val/acc", last_val)
             tracker.log_text("\n".join(samples), f"samples/step_{step + 1:05d}.md")
         m["timing_s/step"] = time.perf_counter() - t_step
         m["perf/throughput"] = float(lengths.sum()) / m["timing_s/step"]
+        m = dist.reduce_metrics(m, n_seqs=len(batch.problems), n_tokens=float(mask.sum()))  # (world 1: as is)
         tracker.log(m, step + 1)
         bar.set_postfix(reward=f"{m['critic/score/mean']:.3f}", len=f"{m['response_length/mean']:.1f}",
                         val=f"{last_val:.3f}")

@@ -6,6 +6,8 @@ import copy
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from rlkit.models import lora
+
 
 def tiny_spec(model_cfg: DictConfig) -> dict:
     """The part of the model config that determines the warm start (its cache key)."""
@@ -22,7 +24,8 @@ def model_path(model_cfg: DictConfig) -> str:
 
 
 def load_policy(model_cfg: DictConfig):
-    """(model, tokenizer) in fp32 train mode; the tokenizer pads on the left for batched generation."""
+    """(model, tokenizer) in fp32 train mode; the tokenizer pads on the left for batched generation.
+    With model.lora.rank > 0 the model is a peft LoRA model (base frozen, adapters trainable)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = model_path(model_cfg)
@@ -31,7 +34,14 @@ def load_policy(model_cfg: DictConfig):
         tok.pad_token = tok.eos_token
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     model.generation_config.pad_token_id = tok.pad_token_id
+    if lora.enabled(model_cfg):
+        model = lora.attach(model, model_cfg.lora)
     return model, tok
+
+
+def reference(policy: torch.nn.Module) -> torch.nn.Module:
+    """The KL reference: the LoRA policy with its adapter disabled (no extra weights), else a frozen copy."""
+    return lora.AdapterDisabled(policy) if lora.is_lora(policy) else frozen_copy(policy)
 
 
 def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -47,7 +57,7 @@ class Critic(torch.nn.Module):
 
     def __init__(self, policy: torch.nn.Module) -> None:
         super().__init__()
-        self.backbone = copy.deepcopy(policy.base_model)
+        self.backbone = copy.deepcopy(lora.hf_model(policy).base_model)  # (LoRA: the backbone with its adapters)
         self.head = torch.nn.Linear(policy.config.hidden_size, 1)
         torch.nn.init.zeros_(self.head.weight)
         torch.nn.init.zeros_(self.head.bias)

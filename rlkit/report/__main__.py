@@ -66,7 +66,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from rlkit.report.build import build_report
-    from rlkit.report.collect import SweepNotFound
+    from rlkit.report.collect import SweepNotFound, sqlite_path
+
+    db = sqlite_path(args.tracking_uri)
+    if db is not None and not Path(db).is_file():  # MLflow would create an empty store there
+        print(f"error: no MLflow store at {db} (tracking URI {args.tracking_uri}); pass --tracking-uri or set "
+              "MLFLOW_TRACKING_URI", file=sys.stderr)
+        return 2
 
     sweep_file = args.sweep_file or (f"sweeps/{args.sweep}.yaml" if Path(f"sweeps/{args.sweep}.yaml").is_file() else None)
     try:

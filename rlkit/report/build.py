@@ -56,13 +56,13 @@ def build_report(tracking_uri: str, target: str, spec: ReportSpec | None = None,
     if sweep.runs.empty:
         raise collect.SweepNotFound(f"sweep {target!r} (sweep_id={sweep.sweep_id}) has no child runs")
     runs = sweep.runs.copy()
-    runs["in_means"] = tables.in_means(runs, sweep.factors)
+    runs["in_means"] = tables.in_means(runs)
     timings["find runs"] = time.perf_counter() - t0
 
     notes = []
     available = sweep.metric_keys
-    metrics = spec.metrics or default_metrics(available)
-    curve_keys = spec.curves or default_curves(available)
+    metrics = default_metrics(available) if spec.metrics is None else list(spec.metrics)
+    curve_keys = default_curves(available) if spec.curves is None else list(spec.curves)  # [] = no curves
     for k in sorted(set(metrics + curve_keys) - set(available)):
         notes.append(f"metric {k!r} was requested but no run logged it")
     tag_cols = [c for c in runs.columns if c in collect.GROUP_TAGS or c.startswith(collect.OVERRIDE_PREFIX)]
@@ -100,9 +100,13 @@ def build_report(tracking_uri: str, target: str, spec: ReportSpec | None = None,
     for old in list(out_dir.glob("curve_*.png")) + list(out_dir.glob("curve_*.svg")):
         old.unlink()
     t = time.perf_counter()
-    variants = [v for v in _variant_order(runs, sweep.factors)]
+    variants = _variant_order(runs, sweep.factors)
+    color_by = None
+    if sweep.factors:
+        first = sweep.factors[0]
+        color_by = dict(zip(runs["variant"], collect.factor_label(first) + "=" + runs[first].astype(str), strict=True))
     figures = plots.curves(history, runs, curve_keys, variants, out_dir, resamples=spec.curve_resamples,
-                           level=spec.level, seed=spec.seed)
+                           level=spec.level, seed=spec.seed, color_by=color_by)
     timings["curves"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -110,7 +114,7 @@ def build_report(tracking_uri: str, target: str, spec: ReportSpec | None = None,
     summary = diagnose.summarize(flags, runs)
     timings["diagnose"] = time.perf_counter() - t
 
-    last_step = history.groupby("run_id")["step"].max()
+    last_step = history.groupby("run_id", observed=True)["step"].max()
     report = Report(sweep=sweep, spec=spec, out_dir=out_dir, ablation=abl, factorials=factorials, flags=flags,
                     flag_summary=summary, figures=figures, values=values, notes=notes, timings=timings,
                     history_keys=keys)
@@ -164,15 +168,15 @@ def _legend(r: Report) -> str:
 
 def _flag_grid(r: Report, variants: list[str]) -> tables.Grid:
     header = ["variant", *diagnose.FLAGS]
-    sm = r.flag_summary.set_index(["variant", "flag"]) if not r.flag_summary.empty else None
+    sm = {(e["variant"], e["flag"]): e for e in r.flag_summary.to_dict("records")}
     rows = []
     for v in variants:
         row = [tables.Cell(v)]
         for f in diagnose.FLAGS:
-            if sm is None or (v, f) not in sm.index:
+            if (v, f) not in sm:
                 row.append(tables.Cell(""))
                 continue
-            e = sm.loc[(v, f)]
+            e = sm[(v, f)]
             if e["checked"] == 0:
                 row.append(tables.Cell("n/a"))
             elif e["fired"] == 0:

@@ -229,14 +229,18 @@ def diagnose(history: pd.DataFrame, run_ids: list[str], th: Thresholds | None = 
 
 def summarize(flags: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Per variant × flag: how many runs fired out of the runs checked, and the onset steps.
-    Columns: variant, flag, fired, checked, onsets (sorted list), statuses of the fired runs."""
+    Columns: variant, flag, fired, checked, onsets (sorted list), unfinished_fired (fired on runs that are
+    not finished)."""
     m = flags.merge(runs[["run_id", "variant", "status"]], on="run_id")
-    rows = []
-    for (variant, flag), g in m.groupby(["variant", "flag"], sort=False):
-        fired = g[g["state"] == "fired"]
-        rows.append({
-            "variant": variant, "flag": flag, "fired": len(fired), "checked": int((g["state"] != "n/a").sum()),
-            "onsets": sorted(fired["onset"].astype(int).tolist()),
-            "unfinished_fired": int((fired["status"] != "finished").sum()),
-        })
-    return pd.DataFrame(rows, columns=["variant", "flag", "fired", "checked", "onsets", "unfinished_fired"])
+    m = m.assign(is_fired=m["state"] == "fired", is_checked=m["state"] != "n/a")
+    m["unfinished"] = m["is_fired"] & (m["status"] != "finished")
+    agg = m.groupby(["variant", "flag"], sort=False, observed=True).agg(
+        fired=("is_fired", "sum"), checked=("is_checked", "sum"), unfinished_fired=("unfinished", "sum"))
+    onsets: dict[tuple, list[int]] = {}
+    for v, f, o in m.loc[m["is_fired"], ["variant", "flag", "onset"]].itertuples(index=False):
+        onsets.setdefault((v, f), []).append(int(o))
+    agg["onsets"] = [sorted(onsets.get(k, [])) for k in agg.index]
+    out = agg.reset_index()
+    for c in ("fired", "checked", "unfinished_fired"):
+        out[c] = out[c].astype(int)
+    return out[["variant", "flag", "fired", "checked", "onsets", "unfinished_fired"]]

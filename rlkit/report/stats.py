@@ -87,32 +87,73 @@ def _counts(seed: int, resamples: int, n: int) -> np.ndarray:
     return C
 
 
+def _chunks(n_items: int, resamples: int, n: int):
+    step = max(1, 4_000_000 // max(resamples * n, 1))
+    return range(0, n_items, step), step
+
+
+def mean_cis(samples, *, resamples: int = DEFAULT_RESAMPLES, level: float = DEFAULT_LEVEL,
+             seed: int = DEFAULT_SEED) -> list[CI]:
+    """`mean_ci` of many samples at once: samples of equal (NaN-dropped) size share the resample indices
+    (they would anyway: every cell starts from `default_rng(seed)`), so they are resampled as one array."""
+    xs = [_clean(v) for v in samples]
+    out: list[CI | None] = [None] * len(xs)
+    by_n: dict[int, list[int]] = {}
+    for i, x in enumerate(xs):
+        if len(x) == 0:
+            out[i] = CI(np.nan, np.nan, np.nan, 0)
+        elif len(x) == 1:
+            out[i] = CI(float(x[0]), np.nan, np.nan, 1)
+        else:
+            by_n.setdefault(len(x), []).append(i)
+    for n, members in by_n.items():
+        (idx,) = _indices(seed, resamples, n)
+        X = np.stack([xs[i] for i in members])
+        starts, step = _chunks(len(members), resamples, n)
+        for a in starts:
+            qs = np.percentile(X[a:a + step][:, idx].mean(axis=2), _q(level), axis=1)
+            for j, i in enumerate(members[a:a + step]):
+                out[i] = CI(float(xs[i].mean()), float(qs[0, j]), float(qs[1, j]), n)
+    return out
+
+
 def mean_ci(values, *, resamples: int = DEFAULT_RESAMPLES, level: float = DEFAULT_LEVEL,
             seed: int = DEFAULT_SEED) -> CI:
     """Mean and percentile-bootstrap CI of `values` (see module docstring for the exact procedure)."""
-    x = _clean(values)
-    n = len(x)
-    if n == 0:
-        return CI(np.nan, np.nan, np.nan, 0)
-    if n == 1:
-        return CI(float(x[0]), np.nan, np.nan, 1)
-    (idx,) = _indices(seed, resamples, n)
-    lo, hi = np.percentile(x[idx].mean(axis=1), _q(level))
-    return CI(float(x.mean()), float(lo), float(hi), n)
+    return mean_cis([values], resamples=resamples, level=level, seed=seed)[0]
+
+
+def diff_cis(pairs, *, resamples: int = DEFAULT_RESAMPLES, level: float = DEFAULT_LEVEL,
+             seed: int = DEFAULT_SEED) -> list[DiffCI]:
+    """`diff_ci` of many (values, base_values) pairs at once (pairs of equal sizes share indices)."""
+    cleaned = [(_clean(x), _clean(y)) for x, y in pairs]
+    out: list[DiffCI | None] = [None] * len(cleaned)
+    by_n: dict[tuple[int, int], list[int]] = {}
+    for i, (x, y) in enumerate(cleaned):
+        if len(x) == 0 or len(y) == 0:
+            out[i] = DiffCI(np.nan, np.nan, np.nan, len(x), len(y))
+        elif len(x) < 2 or len(y) < 2:
+            out[i] = DiffCI(float(x.mean() - y.mean()), np.nan, np.nan, len(x), len(y))
+        else:
+            by_n.setdefault((len(x), len(y)), []).append(i)
+    for (nx, ny), members in by_n.items():
+        ix, iy = _indices(seed, resamples, nx, ny)
+        X = np.stack([cleaned[i][0] for i in members])
+        Y = np.stack([cleaned[i][1] for i in members])
+        starts, step = _chunks(len(members), resamples, max(nx, ny))
+        for a in starts:
+            boot = X[a:a + step][:, ix].mean(axis=2) - Y[a:a + step][:, iy].mean(axis=2)
+            qs = np.percentile(boot, _q(level), axis=1)
+            for j, i in enumerate(members[a:a + step]):
+                x, y = cleaned[i]
+                out[i] = DiffCI(float(x.mean() - y.mean()), float(qs[0, j]), float(qs[1, j]), nx, ny)
+    return out
 
 
 def diff_ci(values, base_values, *, resamples: int = DEFAULT_RESAMPLES, level: float = DEFAULT_LEVEL,
             seed: int = DEFAULT_SEED) -> DiffCI:
     """mean(values) - mean(base_values) and its bootstrap CI, resampling both sides independently."""
-    x, y = _clean(values), _clean(base_values)
-    if len(x) == 0 or len(y) == 0:
-        return DiffCI(np.nan, np.nan, np.nan, len(x), len(y))
-    delta = float(x.mean() - y.mean())
-    if len(x) < 2 or len(y) < 2:
-        return DiffCI(delta, np.nan, np.nan, len(x), len(y))
-    ix, iy = _indices(seed, resamples, len(x), len(y))
-    lo, hi = np.percentile(x[ix].mean(axis=1) - y[iy].mean(axis=1), _q(level))
-    return DiffCI(delta, float(lo), float(hi), len(x), len(y))
+    return diff_cis([(values, base_values)], resamples=resamples, level=level, seed=seed)[0]
 
 
 def band(X, *, resamples: int = 1000, level: float = DEFAULT_LEVEL,

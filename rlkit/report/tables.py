@@ -118,7 +118,7 @@ def resolve_factor(name: str, columns) -> str:
     raise ValueError(f"unknown factor {name!r}; known: {[factor_label(c) for c in columns]}")
 
 
-def in_means(runs: pd.DataFrame, factors: list[str]) -> pd.Series:
+def in_means(runs: pd.DataFrame) -> pd.Series:
     """Finished runs, keeping only the newest finished run per (variant, seed)."""
     fin = runs["status"] == "finished"
     newest = runs[fin].sort_values("start_time").drop_duplicates(["variant", "seed"], keep="last")
@@ -157,8 +157,8 @@ def ablation(runs: pd.DataFrame, values: pd.DataFrame, metrics: list[str], row_f
 
     def seeded(g):
         g = g[g["in_means"]]
-        order = sorted(range(len(g)), key=lambda i: (natural_key(g["seed"].iloc[i]), g["run_id"].iloc[i]))
-        return g["run_id"].iloc[order].tolist()
+        order = sorted(zip(g["seed"], g["run_id"], strict=True), key=lambda p: (natural_key(p[0]), p[1]))
+        return [r for _, r in order]
 
     run_lists = {k: seeded(by_key[k]) for k in keys}
     default_base = next((k for k in keys if run_lists[k]), keys[0] if keys else None)
@@ -176,34 +176,38 @@ def ablation(runs: pd.DataFrame, values: pd.DataFrame, metrics: list[str], row_f
     row_recs = []
     for k in keys:
         g = by_key[k]
-        left_out = g[~g["in_means"]]
-        excluded = {}
-        for _, r in left_out.iterrows():
-            st = "superseded" if r["status"] == "finished" else r["status"]
+        excluded: dict[str, int] = {}
+        for st in g.loc[~g["in_means"], "status"]:
+            st = "superseded" if st == "finished" else st
             excluded[st] = excluded.get(st, 0) + 1
         row_recs.append({"row_key": k, "label": labels[k], **dict(zip(row_factors, k, strict=True)),
                          "n": len(run_lists[k]), "excluded": excluded,
                          "baseline": labels[base_of[k]] if base_of[k] is not None else None})
     rows = pd.DataFrame(row_recs)
 
-    cell_recs = []
     vals = values.reindex(columns=metrics)
+    pos = {r: i for i, r in enumerate(vals.index)}
+    at = {k: np.array([pos.get(r, -1) for r in run_lists[k]], dtype=int) for k in keys}
+    cell_keys, samples, pair_cells, pairs = [], [], [], []
     for m in metrics:
+        col = np.append(vals[m].to_numpy(dtype=float), np.nan)  # position -1 → NaN (run without values)
         for k in keys:
-            x = vals[m].reindex(run_lists[k]).to_numpy(dtype=float)
-            ci = stats.mean_ci(x, resamples=resamples, level=level, seed=seed)
+            x = col[at[k]]
+            cell_keys.append((m, k))
+            samples.append(x)
             b = base_of[k]
-            is_base = b == k
-            if b is not None and not is_base:
-                y = vals[m].reindex(run_lists[b]).to_numpy(dtype=float)
-                d = stats.diff_ci(x, y, resamples=resamples, level=level, seed=seed)
-                delta, dlo, dhi, sig = d.delta, d.lo, d.hi, d.significant
-            else:
-                delta = dlo = dhi = np.nan
-                sig = None
-            cell_recs.append({"label": labels[k], "metric": m, "mean": ci.mean, "lo": ci.lo, "hi": ci.hi,
-                              "n": ci.n, "delta": delta, "dlo": dlo, "dhi": dhi, "significant": sig,
-                              "is_baseline": is_base, "bold": False})
+            if b is not None and b != k:
+                pair_cells.append(len(cell_keys) - 1)
+                pairs.append((x, col[at[b]]))
+    cis = stats.mean_cis(samples, resamples=resamples, level=level, seed=seed)
+    diffs = dict(zip(pair_cells, stats.diff_cis(pairs, resamples=resamples, level=level, seed=seed), strict=True))
+    cell_recs = []
+    for i, ((m, k), ci) in enumerate(zip(cell_keys, cis, strict=True)):
+        d = diffs.get(i)
+        cell_recs.append({"label": labels[k], "metric": m, "mean": ci.mean, "lo": ci.lo, "hi": ci.hi, "n": ci.n,
+                          "delta": d.delta if d else np.nan, "dlo": d.lo if d else np.nan,
+                          "dhi": d.hi if d else np.nan, "significant": d.significant if d else None,
+                          "is_baseline": base_of[k] == k, "bold": False})
     cells = pd.DataFrame(cell_recs, columns=["label", "metric", "mean", "lo", "hi", "n", "delta", "dlo", "dhi",
                                              "significant", "is_baseline", "bold"])
     for m in metrics:
@@ -225,16 +229,16 @@ def ablation_grid(t: Ablation) -> Grid:
     for m in t.metrics:
         header += [metric_label(m) + _arrow(t.directions.get(m)), "Δ"]
     dec = {m: decimals_for(t.cells.loc[t.cells["metric"] == m, "mean"]) for m in t.metrics}
-    idx = t.cells.set_index(["label", "metric"])
+    idx = {(c["label"], c["metric"]): c for c in t.cells.to_dict("records")}
     out = []
-    for _, r in t.rows.iterrows():
+    for r in t.rows.to_dict("records"):
         row = [Cell(str(v)) for v in r["row_key"]] or [Cell(r["label"])]
         ntext = str(r["n"])
         if r["excluded"]:
             ntext += " (+" + ", ".join(f"{c} {s}" for s, c in sorted(r["excluded"].items())) + ")"
         row.append(Cell(ntext))
         for m in t.metrics:
-            c = idx.loc[(r["label"], m)]
+            c = idx[(r["label"], m)]
             d = dec[m]
             if c["n"] == 0:
                 text = "—"

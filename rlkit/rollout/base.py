@@ -13,6 +13,8 @@ class SamplingParams:
     temperature: float = 1.0
     top_p: float = 1.0
     greedy: bool = False
+    seed: int | None = None       # per-request seed base (rollout.seed_per_prompt): a prompt's samples depend
+                                  # only on (seed, its tokens), whatever rank or batch it is in
 
 
 @dataclass
@@ -26,6 +28,7 @@ class Rollout:
     truncated: torch.Tensor       # [B] bool: hit max_new_tokens without EOS
     texts: list[str]              # decoded responses without special tokens
     group: torch.Tensor           # [B] int64 prompt index 0..P-1
+    logprobs: torch.Tensor | None = None  # [B, T] sampled tokens' logprobs, when the engine reports them (vLLM)
 
     @property
     def lengths(self) -> torch.Tensor:  # [B]

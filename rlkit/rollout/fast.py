@@ -2,9 +2,20 @@
 
 HF `generate` spends most of a tiny model's decoding step in Python (logits processors, cache
 objects, mask building: about 7 ms a step measured here). This engine reads the model's own weights
-and runs the same maths with a preallocated KV cache, one boolean mask, and the model's own rotary
-embedding module, dropping finished rows from the batch as it goes. Greedy tokens and logprobs match
-HF `generate` (tests/rollout/test_fast.py); other architectures fall back to HFEngine.
+and runs the same maths with as few tensor ops per step as it can:
+
+- one preallocated KV cache per layer, [B, kv_heads, prompt + max_new, head_dim], written in place;
+- q/k/v and gate/up projections fused into one matmul each (weights concatenated once per call,
+  so an optimizer step in between is always seen);
+- rotary cos/sin computed once per call by the model's own rotary module and indexed by position;
+- decode attention as two batched matmuls over the cache prefix (a view, no copy; GQA by grouping
+  query heads per kv head) with an additive mask that only hides the prompts' left padding;
+- sampling by inverse CDF on one uniform draw per row (exactly the softmax distribution, without
+  `multinomial`'s per-logit exponential draws); top-p in the sorted domain;
+- finished rows dropped from the batch (cache prefix copied) once enough of them have finished.
+
+Greedy tokens equal HF `generate`'s and the training pass's logprobs match its scores
+(tests/spine/test_fast_decode.py, tests/rollout/). Other architectures fall back to HFEngine.
 """
 from __future__ import annotations
 
@@ -18,12 +29,19 @@ SUPPORTED = ("qwen2", "llama")
 
 
 def supports(model) -> bool:
-    return getattr(model.config, "model_type", None) in SUPPORTED
+    cfg = model.config
+    if getattr(cfg, "model_type", None) not in SUPPORTED:
+        return False
+    if getattr(cfg, "use_sliding_window", False) or getattr(cfg, "hidden_act", "silu") != "silu":
+        return False
+    rope = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None) or {}
+    return rope.get("rope_type", rope.get("type", "default")) not in ("dynamic", "longrope")
 
 
-def _rms(x: torch.Tensor, norm) -> torch.Tensor:
+def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """Qwen2RMSNorm / LlamaRMSNorm in fp32, op for op."""
     var = x.pow(2).mean(-1, keepdim=True)
-    return norm.weight * (x * torch.rsqrt(var + norm.variance_epsilon))
+    return weight * (x * torch.rsqrt(var + eps))
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -33,17 +51,63 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
 
 
 def sample_next(logits: torch.Tensor, params: SamplingParams, generator=None) -> torch.Tensor:
-    """Greedy, or temperature + nucleus (top-p) sampling, as HF's processors do it."""
+    """Greedy, or temperature + nucleus (top-p) sampling as HF's processors define it.
+
+    Sampling inverts the CDF with one uniform draw per row: the same distribution as
+    softmax + `multinomial`, several times cheaper on the CPU for a whole vocabulary."""
     if params.greedy:
         return logits.argmax(-1)
-    logits = logits / params.temperature
+    logits = logits.float()
+    if params.temperature != 1.0:
+        logits = logits / params.temperature
+    u = torch.rand(logits.shape[0], 1, generator=generator, dtype=logits.dtype, device=logits.device)
     if params.top_p < 1.0:
         sorted_logits, idx = logits.sort(-1, descending=True)
         probs = sorted_logits.softmax(-1)
-        drop = probs.cumsum(-1) - probs > params.top_p  # keep the smallest set reaching top_p
-        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-        logits = torch.full_like(logits, float("-inf")).scatter(-1, idx, sorted_logits)
-    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+        cdf = probs.cumsum(-1)
+        keep = (cdf - probs) < params.top_p  # the smallest prefix reaching top_p (always >= 1 token)
+        kept = torch.where(keep, cdf, torch.zeros_like(cdf)).amax(-1, keepdim=True)  # nucleus mass
+        pick = (cdf < u * kept).sum(-1, keepdim=True)
+        pick = torch.minimum(pick, keep.sum(-1, keepdim=True) - 1)
+        return idx.gather(-1, pick).squeeze(-1)
+    cdf = logits.softmax(-1).cumsum(-1)
+    pick = (cdf < u * cdf[:, -1:]).sum(-1)
+    return pick.clamp_(max=logits.shape[-1] - 1)
+
+
+def _linear(mod) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(weight, bias) of a Linear, or of the base layer of an adapter-wrapped one (merged before generate)."""
+    mod = getattr(mod, "base_layer", mod)
+    return mod.weight.detach(), None if mod.bias is None else mod.bias.detach()
+
+
+class _Weights:
+    """The model's parameters, fused where that saves matmuls (read fresh for every generate call)."""
+
+    def __init__(self, model) -> None:
+        cfg = model.config
+        m = model.model
+        self.n_heads, self.n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
+        self.hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.n_heads
+        self.eps = float(getattr(cfg, "rms_norm_eps", 1e-6))
+        self.embed = m.embed_tokens.weight.detach()
+        self.norm = m.norm.weight.detach()
+        self.lm_head, self.lm_bias = _linear(model.lm_head)
+        self.layers = []
+        for layer in m.layers:
+            at, mlp = layer.self_attn, layer.mlp
+            q, k, v, o = (_linear(p) for p in (at.q_proj, at.k_proj, at.v_proj, at.o_proj))
+            gate, up, down = (_linear(p) for p in (mlp.gate_proj, mlp.up_proj, mlp.down_proj))
+            w_qkv = torch.cat([q[0], k[0], v[0]])
+            b_qkv = None
+            if any(x[1] is not None for x in (q, k, v)):
+                b_qkv = torch.cat([x[1] if x[1] is not None else x[0].new_zeros(x[0].shape[0]) for x in (q, k, v)])
+            w_gu = torch.cat([gate[0], up[0]])
+            b_gu = None if gate[1] is None and up[1] is None else torch.cat(
+                [x[1] if x[1] is not None else x[0].new_zeros(x[0].shape[0]) for x in (gate, up)])
+            self.layers.append((layer.input_layernorm.weight.detach(), w_qkv, b_qkv, o[0], o[1],
+                                layer.post_attention_layernorm.weight.detach(), w_gu, b_gu, down[0], down[1]))
+        self.scale = 1.0 / self.hd ** 0.5
 
 
 class FastEngine:
@@ -53,72 +117,105 @@ class FastEngine:
     def sync_weights(self, model) -> None:
         self.model = model  # shares the training model's parameters: nothing to copy
 
-    def _forward(self, x_ids, pos, k_cache, v_cache, start: int, valid: torch.Tensor) -> torch.Tensor:
-        """Run len(x_ids[0]) new positions; caches [layers, B, kv_heads, S, hd] filled at start..; -> logits of last."""
-        m = self.model.model
-        cfg = self.model.config
-        n_heads, n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
-        hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // n_heads
-        B, L = x_ids.shape
-        h = m.embed_tokens(x_ids)
-        cos, sin = m.rotary_emb(h, pos)
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-        end = start + L
-        # mask [B, 1, L, end]: key visible if valid and (causal within the new block)
-        keys = valid[:, None, None, :end].expand(B, 1, L, end)
-        if L > 1:
-            causal = torch.ones(L, end, dtype=torch.bool).tril(start)
-            keys = keys & causal
-        for i, layer in enumerate(m.layers):
-            at = layer.self_attn
-            r = _rms(h, layer.input_layernorm)
-            q = at.q_proj(r).view(B, L, n_heads, hd).transpose(1, 2)
-            k = at.k_proj(r).view(B, L, n_kv, hd).transpose(1, 2)
-            v = at.v_proj(r).view(B, L, n_kv, hd).transpose(1, 2)
-            q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
-            k_cache[i, :, :, start:end] = k
-            v_cache[i, :, :, start:end] = v
-            o = F.scaled_dot_product_attention(q, k_cache[i, :, :, :end], v_cache[i, :, :, :end], attn_mask=keys,
-                                               enable_gqa=n_kv != n_heads)
-            h = h + at.o_proj(o.transpose(1, 2).reshape(B, L, n_heads * hd))
-            r = _rms(h, layer.post_attention_layernorm)
-            mlp = layer.mlp
-            h = h + mlp.down_proj(F.silu(mlp.gate_proj(r)) * mlp.up_proj(r))
-        return self.model.lm_head(_rms(h[:, -1], m.norm))
+    # -- the model's maths -------------------------------------------------------------------
+    def _prefill(self, w: _Weights, ids, valid, cos, sin, k_cache, v_cache) -> torch.Tensor:
+        """All prompt positions at once; fills cache columns 0..P-1; -> logits of the last position."""
+        B, P = ids.shape
+        H, Hkv, hd = w.n_heads, w.n_kv, w.hd
+        h = F.embedding(ids, w.embed)
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # [B, 1, P, hd]
+        # key visible if a real token and causal; a pad query sees itself so nothing is NaN
+        mask = (valid[:, None, None, :P] & torch.ones(P, P, dtype=torch.bool).tril()) | torch.eye(P, dtype=torch.bool)
+        for i, (ln1, w_qkv, b_qkv, w_o, b_o, ln2, w_gu, b_gu, w_d, b_d) in enumerate(w.layers):
+            qkv = F.linear(_rms(h, ln1, w.eps), w_qkv, b_qkv)
+            q, k, v = qkv.split((H * hd, Hkv * hd, Hkv * hd), -1)
+            q = _rotate(q.view(B, P, H, hd).transpose(1, 2), cos, sin)
+            k = _rotate(k.view(B, P, Hkv, hd).transpose(1, 2), cos, sin)
+            v = v.view(B, P, Hkv, hd).transpose(1, 2)
+            k_cache[i][:, :, :P] = k
+            v_cache[i][:, :, :P] = v
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=Hkv != H)
+            h = h + F.linear(o.transpose(1, 2).reshape(B, P, H * hd), w_o, b_o)
+            g, u = F.linear(_rms(h, ln2, w.eps), w_gu, b_gu).chunk(2, -1)
+            h = h + F.linear(F.silu(g) * u, w_d, b_d)
+        return F.linear(_rms(h[:, -1], w.norm, w.eps), w.lm_head, w.lm_bias)
+
+    def _decode(self, w: _Weights, tok, cos, sin, k_cache, v_cache, col: int, bias) -> torch.Tensor:
+        """One new token per row at cache column `col`; -> logits [B, V]. bias [B * kv_heads, S] is 0 on
+        visible cache columns and -inf on the prompts' left padding."""
+        B = tok.shape[0]
+        H, Hkv, hd = w.n_heads, w.n_kv, w.hd
+        rep, end = H // Hkv, col + 1
+        h = F.embedding(tok, w.embed)
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # [B, 1, hd]
+        b = bias[:, None, :end]  # broadcast over the query heads sharing a kv head
+        for i, (ln1, w_qkv, b_qkv, w_o, b_o, ln2, w_gu, b_gu, w_d, b_d) in enumerate(w.layers):
+            qkv = F.linear(_rms(h, ln1, w.eps), w_qkv, b_qkv)
+            qk = _rotate(qkv[:, : (H + Hkv) * hd].view(B, H + Hkv, hd), cos, sin)  # q and k heads at once
+            kc, vc = k_cache[i], v_cache[i]
+            kc[:, :, col] = qk[:, H:]
+            vc[:, :, col] = qkv[:, (H + Hkv) * hd:].view(B, Hkv, hd)
+            keys = kc[:, :, :end].reshape(B * Hkv, end, hd)  # views: the cache is not copied
+            vals = vc[:, :, :end].reshape(B * Hkv, end, hd)
+            s = torch.baddbmm(b, qk[:, :H].reshape(B * Hkv, rep, hd), keys.transpose(1, 2), alpha=w.scale)
+            o = torch.bmm(s.softmax(-1), vals).view(B, H * hd)
+            h = h + F.linear(o, w_o, b_o)
+            g, u = F.linear(_rms(h, ln2, w.eps), w_gu, b_gu).chunk(2, -1)
+            h = h + F.linear(F.silu(g) * u, w_d, b_d)
+        return F.linear(_rms(h, w.norm, w.eps), w.lm_head, w.lm_bias)
 
     @torch.no_grad()
     def generate(self, prompts: list[list[int]], n: int, params: SamplingParams) -> Rollout:
-        tok, cfg = self.tokenizer, self.model.config
+        tok, model = self.tokenizer, self.model
         eos, pad = tok.eos_token_id, tok.pad_token_id
+        w = _Weights(model)
         ids, pmask = left_pad(prompts, pad)
         ids, pmask = ids.repeat_interleave(n, 0), pmask.repeat_interleave(n, 0)
         group = torch.arange(len(prompts)).repeat_interleave(n)
         B, P = ids.shape
         T = params.max_new_tokens
-        n_heads = cfg.num_attention_heads
-        hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // n_heads
-        shape = (cfg.num_hidden_layers, B, cfg.num_key_value_heads, P + T, hd)
-        k_cache, v_cache = torch.zeros(shape), torch.zeros(shape)
-        valid = torch.zeros(B, P + T, dtype=torch.bool)
-        valid[:, :P] = pmask.bool()
+        S = P + T
+        dtype = w.embed.dtype
+        k_cache = [torch.empty(B, w.n_kv, S, w.hd, dtype=dtype) for _ in w.layers]
+        v_cache = [torch.empty(B, w.n_kv, S, w.hd, dtype=dtype) for _ in w.layers]
+        valid = pmask.bool()
         pos = (pmask.cumsum(-1) - 1).clamp(min=0)
+        # rotary tables for every position a row can reach, from the model's own module
+        n_pos = int(pos[:, -1].max()) + T + 1
+        cos_t, sin_t = model.model.rotary_emb(w.embed[None, :1], torch.arange(n_pos)[None])
+        cos_t, sin_t = cos_t[0].to(dtype), sin_t[0].to(dtype)
+        bias = torch.zeros(B, S, dtype=dtype)
+        bias[:, :P].masked_fill_(~valid, float("-inf"))
+        bias = bias.repeat_interleave(w.n_kv, 0)  # [B * kv_heads, S], the attention's batch layout
+
+        logits = self._prefill(w, ids, valid, cos_t[pos], sin_t[pos], k_cache, v_cache)
         out = torch.full((B, T), pad, dtype=torch.long)
-        alive = torch.arange(B)  # rows still generating
-        logits = self._forward(ids, pos, k_cache, v_cache, 0, valid)
+        rows = torch.arange(B)  # original row of each live row
         next_pos = pos[:, -1] + 1
         finished = torch.zeros(B, dtype=torch.bool)
-        t = 0
+        n_done, t = 0, 0
         for t in range(T):
-            token = sample_next(logits, params).masked_fill(finished, pad)
-            out[alive, t] = token
-            valid[:, P + t] = True
+            token = sample_next(logits, params)
+            if n_done:
+                token.masked_fill_(finished, pad)
+            out[rows, t] = token
             finished |= token == eos
-            if t == T - 1 or bool(finished.all()):
+            n_done = int(finished.sum())
+            if t == T - 1 or n_done == len(finished):
                 break
-            if int(finished.sum()) * 4 >= len(finished):  # compact now and then: copying caches is not free
-                keep = ~finished
-                alive, token, next_pos, finished = alive[keep], token[keep], next_pos[keep], finished[keep]
-                k_cache, v_cache, valid = k_cache[:, keep], v_cache[:, keep], valid[keep]
-            logits = self._forward(token[:, None], next_pos[:, None], k_cache, v_cache, P + t, valid)
+            if n_done * 4 >= len(finished):  # drop finished rows; copies only the filled cache prefix
+                keep = (~finished).nonzero().squeeze(-1)
+                rows, token, next_pos = rows[keep], token[keep], next_pos[keep]
+                bias = bias.view(len(finished), w.n_kv, S)[keep].view(-1, S)
+                end = P + t
+                for c in (k_cache, v_cache):
+                    for i, x in enumerate(c):
+                        y = x.new_empty((len(keep),) + x.shape[1:])
+                        y[:, :, :end] = x[keep, :, :end]
+                        c[i] = y
+                finished = torch.zeros(len(keep), dtype=torch.bool)
+                n_done = 0
+            logits = self._decode(w, token, cos_t[next_pos], sin_t[next_pos], k_cache, v_cache, P + t, bias)
             next_pos = next_pos + 1
         return finish(ids, pmask, out[:, : t + 1], eos, pad, tok, group)
+

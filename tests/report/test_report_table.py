@@ -32,6 +32,7 @@ FINISHED = {
 
 def series(acc, gsm, length, clip):
     s = {"val/acc": {0: 0.1, 5: acc + 0.05, 10: acc},
+         "actor/grad_norm": {0: 1.0, 5: float("nan"), 10: 2.0},  # MLflow stores NaN as is_nan=1
          "response_length/mean": {0: 300, 5: 350, 10: length},
          "response_length/clip_ratio": {0: 0.5, 5: 0.3, 10: clip},
          "critic/score/mean": {0: -1.0, 5: 0.0, 10: 1.0}}
@@ -58,9 +59,11 @@ def sweep(store):
                    series=series(0.90, 0.9, 900, 0.9), summary={"summary/wall_time_s": 1}, start_time=t0 + 20_000)
     for (algo, length), seeds in FINISHED.items():
         for seed, (acc, gsm, ln, clip, wall) in enumerate(seeds):
-            fake.child_run(client, exp, **kw, tags={"algo": algo, "length": length, **CONST}, seed=seed,
-                           series=series(acc, gsm, ln, clip), summary={"summary/wall_time_s": wall},
-                           start_time=t0 + 30_000 + seed)
+            rid = fake.child_run(client, exp, **kw, tags={"algo": algo, "length": length, **CONST}, seed=seed,
+                                 series=series(acc, gsm, ln, clip), summary={"summary/wall_time_s": wall},
+                                 start_time=t0 + 30_000 + seed)
+            # a bookkeeping override that differs per job is not a factor
+            fake.tag(client, rid, **{"override.paths.checkpoints": f"/ck/{algo}{length}{seed}"})
     ppo24 = {"algo": "ppo", "length": "24k", **CONST}
     fake.child_run(client, exp, **kw, tags=ppo24, seed=2, series=series(0.99, 0.99, 9, 0.9), status="running")
     fake.child_run(client, exp, **kw, tags=ppo24, seed=3, series=series(0.0, 0.0, 9, 0.9), status="failed")
@@ -122,11 +125,14 @@ def test_unknown_sweep_error_lists_sweeps(sweep):
 def test_bulk_sql_and_api_histories_agree(sweep):
     sw = collect.find_sweep(sweep["client"], "abl")
     ids = sw.runs["run_id"].tolist()
-    keys = ["val/acc", "summary/wall_time_s", "val/gsm8k/acc"]
+    keys = ["val/acc", "summary/wall_time_s", "val/gsm8k/acc", "actor/grad_norm"]
     a = collect.load_history(sweep["uri"], ids, keys, bulk=True)
     b = collect.load_history(sweep["uri"], ids, keys, bulk=False)
     pd.testing.assert_frame_equal(a, b)
-    assert len(a) == 12 * 3 + 9 + 11 * 3  # val/acc; wall time of the 9 finished runs; gsm8k (one run lacks it)
+    # val/acc and grad_norm 3 points per run; wall time of the 9 finished runs; gsm8k (one run lacks it)
+    assert len(a) == 12 * 3 * 2 + 9 + 11 * 3
+    g = a[a["key"] == "actor/grad_norm"]
+    assert g[g["step"] == 5]["value"].isna().all() and (g[g["step"] == 10]["value"] == 2.0).all()
     assert list(a.columns) == ["run_id", "key", "step", "value"]
 
 
@@ -245,6 +251,25 @@ def test_files_and_artifacts_on_parent(report, sweep):
     assert b"<svg" in (report.out_dir / "curve_val_acc.svg").read_bytes()[:2000]
 
 
+def test_many_variants_curves_have_lines_without_bands(report, sweep, tmp_path):
+    from rlkit.report import plots
+
+    sw = report.sweep
+    runs = sw.runs.assign(in_means=tables_in_means(sw))
+    hist = collect.load_history(sweep["uri"], runs["run_id"].tolist(), ["val/acc"])
+    variants = sorted(runs["variant"].unique())
+    color_by = dict(zip(runs["variant"], "algo=" + runs["algo"], strict=True))
+    (fig,) = plots.curves(hist, runs, ["val/acc"], variants, tmp_path, max_legend=2, color_by=color_by,
+                          resamples=50)
+    assert fig.png.stat().st_size > 1000 and b"algo=ppo" in fig.svg.read_bytes()
+
+
+def tables_in_means(sw):
+    from rlkit.report import tables
+
+    return tables.in_means(sw.runs)
+
+
 def test_step_option_and_baseline_and_rows(sweep, tmp_path):
     spec = ReportSpec.from_dict({"step": 4, "metrics": ["val/acc", "summary/wall_time_s"], "curves": [],
                                  "baseline": {"algo": "ppo", "length": "24k"}})
@@ -278,6 +303,8 @@ def test_cli(sweep, tmp_path, capsys):
     rc = main(["nope", "--tracking-uri", sweep["uri"], "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert rc == 2 and "no sweep named 'nope'" in err and "abl (sweep_id=s2)" in err
+    rc = main(["abl", "--tracking-uri", f"sqlite:///{tmp_path / 'missing.db'}"])
+    assert rc == 2 and "no MLflow store at" in capsys.readouterr().err and not (tmp_path / "missing.db").exists()
 
 
 def test_bad_report_block_is_rejected():

@@ -1,0 +1,154 @@
+"""trainer.backend=deepspeed: ZeRO stage 0-3 (model.resources.zero_stage), optional CPU offload of the
+optimizer state (trainer.offload_optimizer, DeepSpeedCPUAdam), bf16 (trainer.bf16).
+
+Gradient accumulation uses DeepSpeed's unmanaged mode (`managed_gradient_accumulation: false`,
+DeepSpeed >= 0.19): `backward()` only accumulates, `step()` is the boundary that reduces and
+updates, so the loop's variable number of micro-batches per mini-batch needs no bookkeeping.
+DeepSpeed averages gradients over data-parallel ranks; the loop's losses are already shares of the
+global loss (global token/sequence denominators), so each backward is scaled by the world size.
+
+Checkpoints go through `engine.save_checkpoint` / `load_checkpoint` (each rank writes its ZeRO
+partition of the optimizer state; rank 0 writes the module states) under
+`<ckpt_dir>/deepspeed/<name>/<tag>`; rlkit's own state.pt (written by rank 0) records the tag. The
+two newest tags are kept, so the tag state.pt names always exists.
+
+Verified on CPU with gloo under `torchrun --nproc_per_node 2` (DeepSpeed 0.19.8): ZeRO-2 and ZeRO-3
+match the single-process torch backend (tests/scale/test_deepspeed.py).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlkit.backends import zero_stage
+
+
+def ds_config(cfg, micro_batch: int) -> dict[str, Any]:
+    stage = zero_stage(cfg)
+    zero: dict[str, Any] = {"stage": stage, "overlap_comm": False}
+    if cfg.trainer.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu"}
+    return {
+        "train_micro_batch_size_per_gpu": micro_batch,
+        "gradient_accumulation_steps": 1,
+        "managed_gradient_accumulation": False,
+        "gradient_clipping": float(cfg.trainer.grad_clip),
+        "zero_optimization": zero,
+        "bf16": {"enabled": bool(cfg.trainer.bf16)},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+def init_distributed(dist) -> None:
+    """DeepSpeed needs a process group even for one process (then a local one-rank gloo/nccl group)."""
+    import deepspeed
+
+    if not torch.distributed.is_initialized():
+        os.environ.setdefault("RANK", "0")
+        os.environ.setdefault("LOCAL_RANK", "0")
+        os.environ.setdefault("WORLD_SIZE", "1")
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        if "MASTER_PORT" not in os.environ:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                os.environ["MASTER_PORT"] = str(s.getsockname()[1])
+    deepspeed.init_distributed(dist_backend="nccl" if dist.device.type == "cuda" else "gloo",
+                               auto_mpi_discovery=False, verbose=False)
+
+
+class DeepSpeedTrained:
+    def __init__(self, module: torch.nn.Module, lr: float, weight_decay: float, cfg, dist) -> None:
+        import deepspeed
+
+        self.dist, self.stage = dist, zero_stage(cfg)
+        params = [p for p in module.parameters() if p.requires_grad]
+        if cfg.trainer.offload_optimizer:
+            from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+            opt = DeepSpeedCPUAdam(params, lr=lr, weight_decay=weight_decay, adamw_mode=True)
+        else:
+            opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        self.engine, *_ = deepspeed.initialize(model=module, model_parameters=params, optimizer=opt,
+                                               config=ds_config(cfg, int(cfg.trainer.micro_batch_size)))
+        if not hasattr(self.engine, "managed_gradient_accumulation"):
+            raise RuntimeError(f"deepspeed {deepspeed.__version__} lacks unmanaged gradient accumulation; "
+                               "install deepspeed>=0.19 (pip install 'rlkit[deepspeed]')")
+        self.optimizer = opt  # the base optimizer: the LR schedule sets its param_groups' lr
+        self.module, self.model = self.engine.module, self.engine
+        self.kept_tags: list[str] = []
+
+    def zero_grad(self) -> None:
+        pass  # DeepSpeed clears the gradients at each step() boundary
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.engine.backward(loss * self.dist.world, scale_wrt_gas=False)
+
+    def step(self, grad_clip: float) -> float:  # clipping is DeepSpeed's (gradient_clipping in the config)
+        self.engine.step()
+        norm = self.engine.get_global_grad_norm()
+        return float(norm) if norm is not None else float("nan")
+
+    def gathered(self):
+        """Full parameters on every rank while inside (ZeRO-3 partitions them otherwise). Collective."""
+        if self.stage < 3:
+            return nullcontext()
+        import deepspeed
+
+        return deepspeed.zero.GatheredParameters(list(self.module.parameters()), modifier_rank=None)
+
+    def save(self, ckpt_dir: Path, step: int, name: str, opt_name: str) -> dict[str, Any]:
+        tag = f"step{step + 1:07d}"
+        root = Path(ckpt_dir) / "deepspeed" / name
+        self.engine.save_checkpoint(str(root), tag=tag)  # collective: every rank writes its shard
+        self.kept_tags = (self.kept_tags + [tag])[-2:]
+        if self.dist.is_main:
+            for old in root.iterdir():
+                if old.is_dir() and old.name not in self.kept_tags:
+                    shutil.rmtree(old, ignore_errors=True)
+        return {name: {"deepspeed": tag}, opt_name: None}
+
+    def load(self, ckpt_dir: Path, state: dict[str, Any], name: str, opt_name: str) -> None:
+        ref = state[name]
+        if not isinstance(ref, dict) or "deepspeed" not in ref:
+            raise RuntimeError(f"checkpoint {ckpt_dir} was written by trainer.backend=torch; resume it with that backend")
+        path, _ = self.engine.load_checkpoint(str(Path(ckpt_dir) / "deepspeed" / name), tag=ref["deepspeed"],
+                                              load_optimizer_states=True, load_lr_scheduler_states=False)
+        if path is None:
+            raise FileNotFoundError(f"DeepSpeed checkpoint {ref['deepspeed']} not found under {ckpt_dir}/deepspeed/{name}")
+        self.kept_tags = [ref["deepspeed"]]
+
+
+class DeepSpeedBackend:
+    def __init__(self, cfg, dist) -> None:
+        init_distributed(dist)
+        self.cfg, self.dist = cfg, dist
+
+    def trainer(self, module: torch.nn.Module, lr: float, weight_decay: float) -> DeepSpeedTrained:
+        return DeepSpeedTrained(module, lr, weight_decay, self.cfg, self.dist)
+
+    def frozen(self, module: torch.nn.Module) -> torch.nn.Module:
+        """A frozen model (the reference): partitioned like the policy under ZeRO-3 (inference-only
+        engine, no optimizer), otherwise a plain replica. A module without parameters of its own (the
+        LoRA policy with its adapter disabled) is returned as it is."""
+        if self.stage < 3 or not any(True for _ in module.parameters()):
+            return module.to(self.dist.device)
+        import deepspeed
+
+        config = {"train_micro_batch_size_per_gpu": int(self.cfg.trainer.micro_batch_size),
+                  "zero_optimization": {"stage": 3}, "bf16": {"enabled": bool(self.cfg.trainer.bf16)},
+                  "steps_per_print": 10**9}
+        engine, *_ = deepspeed.initialize(model=module, config=config)
+        engine.eval()
+        return engine
+
+    @property
+    def stage(self) -> int:
+        return zero_stage(self.cfg)

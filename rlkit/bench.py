@@ -1,0 +1,653 @@
+"""`python -m rlkit.bench [options] [hydra overrides]`: where an RL step's time goes, and rlkit vs TRL.
+
+Sections (all by default; pick with --only step,rollout,startup):
+
+step      seconds per RL step of rlkit's real loop (`rlkit.train.train` with a tracker stub that keeps
+          its `timing_s/*` metrics; the engine's `generate` is timed to split generation from reward),
+          broken down into generation / reward / old+ref logprobs / advantage (+ bookkeeping) / update,
+          with generated tokens per second and peak RSS. With --trl (needs `pip install 'rlkit[bench]'`,
+          keep torch pinned) TRL's GRPOTrainer runs in the same process on the very same model files,
+          prompts (rlkit's own prompt stream, in order), group size, max new tokens, learning rate,
+          warm-up, clip range, grad clip, temperature/top-p, token-mean loss, group-std advantages and
+          no KL (TRL's default beta=0, so rlkit gets algo.kl.coef=0). Runs alternate rlkit/TRL (ABBA
+          over --rounds) so both see the same machine load; tables give medians and rlkit/TRL ratios.
+rollout   generated tokens/s of rlkit's FastEngine vs HF `generate` alone (HFEngine), same model,
+          prompts and batch (prompts x group), interleaved.
+startup   `python -m rlkit.run trainer.steps=1 ...` in a subprocess: seconds from the command to its
+          first training step (read back from the MLflow store), plus a `-X importtime` breakdown.
+
+Model (--model): `random` (default) is a random-init model with the embedded default's exact
+architecture and tokenizer, saved once under the rlkit cache, so that 64 or 256 new tokens are really
+generated (EOS comes at ~1/vocab per token; the warm start stops after ~35). `warm` is the embedded
+default itself (model.path=null). Both sides load the same directory.
+
+    python -m rlkit.bench --trl --tokens 64 256                      # the rlkit/TRL table
+    python -m rlkit.bench --only rollout --tokens 64 256             # tok/s: fast loop vs HF generate
+    python -m rlkit.bench --only startup                             # command -> first step
+    python -m rlkit.bench --trl --threads 1 2 --tokens 64            # thread settings
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH_OVERRIDES = [
+    "algo.kl.coef=0",                  # TRL's default beta=0: no reference model on either side
+    "trainer.eval_every=1000000",      # no evaluation inside measured steps (the last step evaluates: dropped)
+    "trainer.checkpoint_every=1000000",
+    "data.val_size=16",                # the evaluation before step 1 only (not timed)
+    "model.context_length=null",       # do not clamp max new tokens by the context
+]
+PARTS = ("generation", "reward", "old/ref logprobs", "advantage+other", "update")
+
+
+# --------------------------------------------------------------------------------------------- utils
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class PeakRSS:
+    """Peak resident memory of this process while a block runs (sampled every 10 ms)."""
+
+    def __init__(self) -> None:
+        self.peak = self.start = 0.0
+        self._stop = threading.Event()
+
+    def __enter__(self):
+        self.start = self.peak = _rss_mb()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, _rss_mb())
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, _rss_mb())
+
+
+class GCTime:
+    """Seconds spent in Python's garbage collector (a pause that lands in whatever phase triggers it)."""
+
+    total = 0.0
+    _t = 0.0
+
+    @classmethod
+    def cb(cls, phase: str, info: dict) -> None:
+        if phase == "start":
+            cls._t = time.perf_counter()
+        else:
+            cls.total += time.perf_counter() - cls._t
+
+
+gc.callbacks.append(GCTime.cb)
+
+
+def med(xs) -> float:
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else float("nan")
+
+
+@dataclass
+class Run:
+    """Per-step records of one training run (one side, one round)."""
+
+    side: str
+    tokens: int
+    threads: int
+    steps: list[dict] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
+    start_rss_mb: float = 0.0
+    setup_s: float = 0.0
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hcompose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return hcompose("config", overrides=overrides)
+
+
+def random_model_dir(warm_dir: Path, max_positions: int, seed: int = 0) -> Path:
+    """A random-init copy of the warm start's architecture + tokenizer (cached; deterministic)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from rlkit.models.tiny import cache_root
+
+    cfg = AutoConfig.from_pretrained(warm_dir)
+    cfg.max_position_embeddings = max(cfg.max_position_embeddings, max_positions)
+    out = cache_root() / f"bench-random-{warm_dir.name}-s{seed}-p{cfg.max_position_embeddings}"
+    if (out / "config.json").exists():
+        return out
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    model.save_pretrained(tmp)
+    AutoTokenizer.from_pretrained(warm_dir, padding_side="left").save_pretrained(tmp)
+    try:
+        tmp.rename(out)
+    except OSError:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def model_dirs(kind: str, max_tokens: int) -> tuple[Path, list[str]]:
+    """(directory both sides load, rlkit overrides that point at it)."""
+    from omegaconf import OmegaConf
+
+    from rlkit.models.load import tiny_spec
+    from rlkit.models.tiny import ensure_tiny
+
+    warm = ensure_tiny(tiny_spec(OmegaConf.load(REPO / "conf" / "model" / "tiny.yaml")))
+    if kind == "warm":
+        return warm, []
+    path = random_model_dir(warm, 64 + max_tokens)
+    return path, [f"model.path={path}"]
+
+
+# --------------------------------------------------------------------------------------- rlkit side
+class _Tracker:
+    """Stands in for rlkit.tracking.Tracker: keeps each step's metrics and the time it was logged."""
+
+    run_id = "bench"
+
+    def __init__(self, rec: _Rec) -> None:
+        self.rec = rec
+
+    def log(self, metrics: dict, step: int) -> None:
+        self.rec.on_log(metrics)
+
+    def log_text(self, *a, **k) -> None:
+        pass
+
+    def set_tags(self, *a, **k) -> None:
+        pass
+
+    def finish(self, *a, **k) -> None:
+        pass
+
+
+class _Rec:
+    def __init__(self, run: Run, mem: PeakRSS) -> None:
+        self.run, self.mem = run, mem
+        self.gen = self.score = 0.0
+        self.tokens = 0
+        self.last = time.perf_counter()
+        self.gc0 = GCTime.total
+
+    def on_log(self, m: dict) -> None:
+        now = time.perf_counter()
+        if "timing_s/step" in m:
+            step = m["timing_s/step"]
+            gen_total = m.get("timing_s/gen", 0.0)
+            parts = {"generation": self.gen, "reward": gen_total - self.gen,
+                     "old/ref logprobs": m.get("timing_s/old_log_prob", 0.0),
+                     "update": m.get("timing_s/update_actor", 0.0)}
+            parts["advantage+other"] = step - sum(parts.values())  # timing_s/adv + metrics, weight sync, prompts
+            self.run.steps.append({"step": step, "wall": now - self.last, **parts, "gen_tokens": self.tokens,
+                                   "len": m.get("response_length/mean"), "gc": GCTime.total - self.gc0,
+                                   "score_fn": self.score})
+        self.gen, self.score, self.tokens, self.last, self.gc0 = 0.0, 0.0, 0, now, GCTime.total
+
+
+def run_rlkit(cfg, threads: int, tokens: int) -> Run:
+    import rlkit.train as train_mod
+    from rlkit.data.stream import load_group
+
+    run = Run("rlkit", tokens, threads)
+    t0 = time.perf_counter()
+    group = load_group(cfg.data)
+    orig = train_mod.make_engine
+
+    with PeakRSS() as mem:
+        rec = _Rec(run, mem)
+
+        def make_engine(*a, **k):
+            engine = orig(*a, **k)
+            generate = engine.generate
+
+            def timed(prompts, n, params):
+                s = time.perf_counter()
+                out = generate(prompts, n, params)
+                rec.gen += time.perf_counter() - s
+                rec.tokens += int(out.lengths.sum())
+                return out
+
+            engine.generate = timed
+            run.setup_s = time.perf_counter() - t0
+            return engine
+
+        score = train_mod.score
+
+        def timed_score(*a, **k):
+            s = time.perf_counter()
+            try:
+                return score(*a, **k)
+            finally:
+                rec.score += time.perf_counter() - s
+
+        tqdm = train_mod.tqdm
+        train_mod.make_engine, train_mod.score = make_engine, timed_score
+        train_mod.tqdm = lambda *a, **k: tqdm(*a, **{**k, "disable": True})  # quiet; nothing else changes
+        try:
+            with tempfile.TemporaryDirectory() as ck:
+                train_mod.train(cfg, _Tracker(rec), Path(ck), [group], [None])
+        finally:
+            train_mod.make_engine, train_mod.score, train_mod.tqdm = orig, score, tqdm
+    run.peak_rss_mb, run.start_rss_mb = mem.peak, mem.start
+    return run
+
+
+# ----------------------------------------------------------------------------------------- TRL side
+def stream_problems(cfg, group, steps: int) -> list:
+    """The prompts rlkit's loop sees at steps 0..steps-1, in order (for TRL's unshuffled dataset)."""
+    from rlkit.data.stream import PromptStream
+
+    stream = PromptStream([(group, None)], cfg.trainer.prompts_per_step, cfg.seed)
+    return [p for s in range(steps) for p in stream.next(s)[1]]
+
+
+def run_trl(cfg, model_dir: Path, threads: int, tokens: int, steps: int) -> Run:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoTokenizer, TrainerCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from rlkit.data.stream import load_group
+    from rlkit.data.templates import render
+    from rlkit.rewards.base import RewardContext
+    from rlkit.rewards.compose import build_components, score
+
+    run = Run("trl", tokens, threads)
+    t_setup = time.perf_counter()
+    torch.set_num_threads(threads)
+    torch.manual_seed(cfg.seed)
+    t, a = cfg.trainer, cfg.algo
+    P, G = t.prompts_per_step, t.group_size
+    group = load_group(cfg.data)
+    problems = stream_problems(cfg, group, steps)
+    components = build_components(cfg.reward.components)
+    tok = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+    eos = tok.eos_token_id
+    cur = {"gen": 0.0, "reward": 0.0, "logp_prep": 0.0, "prep": 0.0, "tokens": 0, "seqs": 0, "in_prep": False,
+           "prompt_ids": None}
+
+    def reward(prompts, completions, completion_ids, idx, trainer_state=None, **kw):
+        s = time.perf_counter()
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        ps = [problems[i] for i in idx]
+        ctxs = [RewardContext(len(ids), tokens, eos not in ids, trainer_state.global_step if trainer_state else 0,
+                              steps) for ids in completion_ids]
+        s2 = time.perf_counter()
+        total, _ = score(components, texts, ps, ctxs)
+        cur["score_fn"] += time.perf_counter() - s2
+        [bool(group.correct(x, p)) for x, p in zip(texts, ps)]  # rlkit's loop also computes correctness
+        cur["tokens"] += sum(map(len, completion_ids))
+        cur["seqs"] += len(completion_ids)
+        return total
+
+    args = GRPOConfig(
+        output_dir=tempfile.mkdtemp(prefix="rlkit-bench-trl-"), use_cpu=True, max_steps=steps,
+        per_device_train_batch_size=P * G, gradient_accumulation_steps=1, num_generations=G,
+        max_completion_length=tokens, learning_rate=t.lr, lr_scheduler_type="constant_with_warmup",
+        warmup_steps=t.warmup_steps, weight_decay=t.weight_decay, max_grad_norm=t.grad_clip,
+        temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, top_k=0, beta=0.0,
+        epsilon=a.clip_low, epsilon_high=a.clip_high, loss_type="dapo", scale_rewards="group",
+        num_iterations=1, logging_steps=1, report_to="none", save_strategy="no", gradient_checkpointing=False,
+        bf16=False, fp16=False, shuffle_dataset=False, seed=cfg.seed, disable_tqdm=True, dataloader_num_workers=0,
+        log_completions=False)
+    data = Dataset.from_list([{"prompt": render(group.template, p), "idx": i} for i, p in enumerate(problems)])
+
+    with PeakRSS() as mem:
+        trainer = GRPOTrainer(model=str(model_dir), reward_funcs=reward, args=args, train_dataset=data,
+                              processing_class=tok)
+        for cb in (PrinterCallback, ProgressCallback):
+            trainer.remove_callback(cb)
+        assert next(trainer.model.parameters()).dtype == torch.float32
+
+        def timed(name, fn, key):
+            def wrapper(*x, **k):
+                s = time.perf_counter()
+                out = fn(*x, **k)
+                dt = time.perf_counter() - s
+                if key == "logp":
+                    if cur["in_prep"]:
+                        cur["logp_prep"] += dt
+                else:
+                    cur[key] += dt
+                if name == "_generate_single_turn" and cur["prompt_ids"] is None:
+                    cur["prompt_ids"] = [list(map(int, p)) for p in x[0]]
+                return out
+            return wrapper
+
+        prep = trainer._prepare_inputs
+
+        def prepare(*x, **k):
+            cur["in_prep"] = True
+            s = time.perf_counter()
+            try:
+                return prep(*x, **k)
+            finally:
+                cur["prep"] += time.perf_counter() - s
+                cur["in_prep"] = False
+
+        trainer._prepare_inputs = prepare
+        trainer._generate_single_turn = timed("_generate_single_turn", trainer._generate_single_turn, "gen")
+        trainer._calculate_rewards = timed("_calculate_rewards", trainer._calculate_rewards, "reward")
+        trainer._get_per_token_logps_and_entropies = timed("logp", trainer._get_per_token_logps_and_entropies, "logp")
+
+        class Steps(TrainerCallback):
+            last = None
+            t0 = 0.0
+
+            def on_train_begin(self, *x, **k):
+                self.last = time.perf_counter()
+
+            def on_step_begin(self, *x, **k):
+                self.t0 = time.perf_counter()
+                for key in ("gen", "reward", "logp_prep", "prep", "tokens", "seqs", "score_fn"):
+                    cur[key] = 0
+                cur["gc0"] = GCTime.total
+
+            def on_step_end(self, args, state, control, logs=None, **k):
+                now = time.perf_counter()
+                step = now - self.t0
+                parts = {"generation": cur["gen"], "reward": cur["reward"], "old/ref logprobs": cur["logp_prep"],
+                         "update": step - cur["prep"]}
+                parts["advantage+other"] = cur["prep"] - cur["gen"] - cur["reward"] - cur["logp_prep"]
+                run.steps.append({"step": step, "wall": now - self.last, **parts, "gen_tokens": cur["tokens"],
+                                  "len": cur["tokens"] / max(1, cur["seqs"]), "gc": GCTime.total - cur["gc0"],
+                                  "score_fn": cur["score_fn"]})
+                self.last = now
+
+        trainer.add_callback(Steps())
+        run.setup_s = time.perf_counter() - t_setup
+        trainer.train()
+    run.peak_rss_mb, run.start_rss_mb = mem.peak, mem.start
+    run.prompt_ids = cur["prompt_ids"]  # type: ignore[attr-defined]
+    del trainer
+    gc.collect()
+    return run
+
+
+# ---------------------------------------------------------------------------------------- reporting
+def summarize(runs: list[Run], side: str, warmup: int) -> dict:
+    """Medians over the measured steps of all rounds (first `warmup` steps of each run dropped; rlkit's
+    last step also, since train() evaluates inside it)."""
+    steps = []
+    for r in runs:
+        if r.side != side:
+            continue
+        s = r.steps[warmup:]
+        if side == "rlkit":
+            s = s[:-1]
+        steps += s
+    out = {k: med(x[k] for x in steps) for k in ("step", "wall", *PARTS, "gc", "score_fn")}
+    gen_tps = [x["gen_tokens"] / x["generation"] for x in steps if x["generation"] > 0]
+    step_tps = [x["gen_tokens"] / x["step"] for x in steps if x["step"] > 0]
+    out.update(n=len(steps), gen_tok_s=med(gen_tps), step_tok_s=med(step_tps), len=med(x["len"] for x in steps),
+               peak_rss_mb=max((r.peak_rss_mb for r in runs if r.side == side), default=float("nan")),
+               rss_delta_mb=max((r.peak_rss_mb - r.start_rss_mb for r in runs if r.side == side), default=float("nan")),
+               setup_s=med(r.setup_s for r in runs if r.side == side),
+               per_round=[med(x["step"] for x in (r.steps[warmup:-1] if side == "rlkit" else r.steps[warmup:]))
+                          for r in runs if r.side == side])
+    return out
+
+
+def step_table(tokens: int, threads: int, rl: dict, trl: dict | None) -> str:
+    head = f"max_new_tokens={tokens}, threads={threads}: medians over {rl['n']} rlkit" + \
+        (f" / {trl['n']} TRL steps" if trl else " steps")
+    rows = [("step time (s)", "step"), ("  generation", "generation"), ("  reward", "reward"),
+            ("  old/ref logprobs", "old/ref logprobs"), ("  advantage+other", "advantage+other"),
+            ("  update (fwd+bwd+optim)", "update"), ("  (within: reward fns' score())", "score_fn"),
+            ("  (within: Python GC pauses)", "gc"), ("wall per step, log to log (s)", "wall"),
+            ("generated tok/s (generation)", "gen_tok_s"), ("generated tok/s (whole step)", "step_tok_s"),
+            ("mean completion length", "len"), ("peak RSS (MB)", "peak_rss_mb"),
+            ("RSS growth during run (MB)", "rss_delta_mb"), ("setup before step 1 (s)", "setup_s")]
+    lines = [head, f"  {'':32s} {'rlkit':>10s}" + (f" {'TRL':>10s} {'rlkit/TRL':>10s}" if trl else "")]
+    for label, key in rows:
+        a = rl[key]
+        line = f"  {label:32s} {a:10.3f}" if abs(a) < 100 else f"  {label:32s} {a:10.0f}"
+        if trl:
+            b = trl[key]
+            line += (f" {b:10.3f}" if abs(b) < 100 else f" {b:10.0f}")
+            line += f" {a / b:10.2f}" if b and b == b else f" {'-':>10s}"
+        lines.append(line)
+    if trl:
+        pr = "  per-round median step (rlkit/TRL): " + ", ".join(
+            f"{x:.3f}/{y:.3f}={x / y:.2f}" for x, y in zip(rl["per_round"], trl["per_round"]))
+        lines.append(pr)
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------------------------------- step
+def bench_step(ns, overrides: list[str]) -> list[dict]:
+    results = []
+    model_dir, model_over = model_dirs(ns.model, max(ns.tokens))
+    for threads in ns.threads:
+        for T in ns.tokens:
+            cfg = compose(BENCH_OVERRIDES + model_over + [
+                f"trainer.steps={ns.warmup + ns.steps + 1}", f"length.max_response_tokens={T}",
+                f"trainer.threads={threads}"] + overrides)
+            from rlkit.config import validate
+
+            validate(cfg)
+            runs: list[Run] = []
+            order = ["rlkit", "trl"] if ns.trl else ["rlkit"]
+            for r in range(ns.rounds):
+                for side in (order if r % 2 == 0 else order[::-1]):  # ABBA
+                    print(f"[bench] T={T} threads={threads} round {r + 1}/{ns.rounds}: {side} ...", file=sys.stderr,
+                          flush=True)
+                    if side == "rlkit":
+                        runs.append(run_rlkit(cfg, threads, T))
+                    else:
+                        runs.append(run_trl(cfg, model_dir, threads, T, ns.warmup + ns.steps))
+                    gc.collect()
+            rl = summarize(runs, "rlkit", ns.warmup)
+            trl = summarize(runs, "trl", ns.warmup) if ns.trl else None
+            if ns.trl:
+                check_same_prompts(cfg, runs)
+            print(step_table(T, threads, rl, trl), flush=True)
+            results.append({"tokens": T, "threads": threads, "rlkit": rl, "trl": trl,
+                            "raw": [{"side": r.side, "steps": r.steps} for r in runs]})
+    return results
+
+
+def check_same_prompts(cfg, runs: list[Run]) -> None:
+    """TRL's first step must have seen exactly the token ids rlkit's first step generated from."""
+    from transformers import AutoTokenizer
+
+    from rlkit.data.stream import load_group
+    from rlkit.models.load import model_path
+    from rlkit.train import prompt_ids
+
+    trl = next((r for r in runs if r.side == "trl"), None)
+    if trl is None or getattr(trl, "prompt_ids", None) is None:
+        return
+    tok = AutoTokenizer.from_pretrained(model_path(cfg.model), padding_side="left")
+    group = load_group(cfg.data)
+    ours = prompt_ids(tok, {}, group.template, stream_problems(cfg, group, 1))
+    ours = [p for p in ours for _ in range(cfg.trainer.group_size)]
+    same = ours == trl.prompt_ids
+    print(f"  same prompt token ids as TRL's first step: {'yes' if same else 'NO'}", flush=True)
+
+
+# ----------------------------------------------------------------------------------------- rollout
+def bench_rollout(ns, overrides: list[str]) -> list[dict]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rlkit.data.stream import load_group
+    from rlkit.rollout.base import SamplingParams
+    from rlkit.rollout.fast import FastEngine
+    from rlkit.rollout.hf import HFEngine
+    from rlkit.train import prompt_ids
+
+    model_dir, model_over = model_dirs(ns.model, max(ns.tokens))
+    cfg = compose(BENCH_OVERRIDES + model_over + overrides)
+    tok = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    group = load_group(cfg.data)
+    P, G = cfg.trainer.prompts_per_step, cfg.trainer.group_size
+    prompts = prompt_ids(tok, {}, group.template, stream_problems(cfg, group, 1))
+    out = []
+    for threads in ns.threads:
+        torch.set_num_threads(threads)
+        for T in ns.tokens:
+            params = SamplingParams(T, cfg.rollout.temperature, cfg.rollout.top_p)
+            engines = {"fast": FastEngine(model, tok), "hf_generate": HFEngine(model, tok)}
+            rec = {k: [] for k in engines}
+            for name, eng in engines.items():  # warm-up (first-call allocations)
+                eng.generate(prompts, G, SamplingParams(8, cfg.rollout.temperature, cfg.rollout.top_p))
+            for r in range(ns.reps):
+                for name in (list(engines) if r % 2 == 0 else list(engines)[::-1]):
+                    s = time.perf_counter()
+                    ro = engines[name].generate(prompts, G, params)
+                    dt = time.perf_counter() - s
+                    rec[name].append((int(ro.lengths.sum()), dt))
+            row = {"tokens": T, "threads": threads, "batch": P * G}
+            for name, xs in rec.items():
+                row[name] = {"tok_s": med(n / dt for n, dt in xs), "s": med(dt for _, dt in xs),
+                             "generated": med(n for n, _ in xs)}
+            out.append(row)
+            print(f"rollout batch {P * G} ({P} prompts x {G}), max_new_tokens={T}, threads={threads}, "
+                  f"{ns.reps} interleaved reps, medians:\n"
+                  f"  {'':14s} {'tokens':>8s} {'seconds':>8s} {'tok/s':>8s}\n" + "\n".join(
+                      f"  {n:14s} {row[n]['generated']:8.0f} {row[n]['s']:8.3f} {row[n]['tok_s']:8.0f}" for n in rec)
+                  + f"\n  fast/HF tok/s: {row['fast']['tok_s'] / row['hf_generate']['tok_s']:.2f}x", flush=True)
+    return out
+
+
+# ----------------------------------------------------------------------------------------- startup
+IMPORT_GROUPS = ("torch", "transformers", "hydra", "omegaconf", "mlflow", "sqlalchemy", "alembic", "reasoning_gym",
+                 "math_verify", "sympy", "latex2sympy2_extended", "pandas", "numpy", "pyarrow", "tqdm", "optuna",
+                 "submitit", "tokenizers", "safetensors", "huggingface_hub", "peft", "deepspeed", "matplotlib", "rlkit")
+
+
+def first_step_time(db: Path) -> tuple[float, float] | None:
+    """(unix time the first step's metrics were logged, its timing_s/step) from a SQLite MLflow store."""
+    import sqlite3
+
+    with sqlite3.connect(db) as con:
+        row = con.execute("SELECT timestamp, value FROM metrics WHERE key='timing_s/step' ORDER BY step LIMIT 1").fetchone()
+    return None if row is None else (row[0] / 1000.0, float(row[1]))
+
+
+def import_breakdown(stderr: str) -> dict[str, float]:
+    """Seconds per top-level package from `-X importtime` output (cumulative time of its first import)."""
+    out: dict[str, float] = {}
+    for line in stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        try:
+            _, cum, name = (x.strip() for x in line[len("import time:"):].split("|"))
+            cum_us = int(cum)
+        except ValueError:
+            continue
+        indent = len(name) - len(name.lstrip())
+        top = name.strip().split(".")[0]
+        if top in IMPORT_GROUPS and (indent == 1 or top not in out):
+            out[top] = max(out.get(top, 0.0), cum_us / 1e6) if indent == 1 else cum_us / 1e6
+    return out
+
+
+def bench_startup(ns, overrides: list[str]) -> dict:
+    model_dirs(ns.model, 256)  # the cache is warm before timing (the brief: model cached)
+    results = []
+    for r in range(ns.startup_reps + 1):
+        importtime = r == ns.startup_reps  # last run: with -X importtime (slower; reported separately)
+        with tempfile.TemporaryDirectory() as d:
+            env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{d}/mlflow.db", "RLKIT_CHECKPOINT_DIR": f"{d}/ck",
+                   "TQDM_DISABLE": "1"}
+            cmd = [sys.executable, *(["-X", "importtime"] if importtime else []), "-m", "rlkit.run", "trainer.steps=1",
+                   f"hydra.run.dir={d}/out", *overrides]
+            t0 = time.time()
+            p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+            total = time.time() - t0
+            if p.returncode != 0:
+                print(p.stderr[-3000:], file=sys.stderr)
+                raise SystemExit(f"startup run failed ({p.returncode}): {' '.join(cmd)}")
+            logged, step_s = first_step_time(Path(d) / "mlflow.db")
+            res = {"to_first_step_logged_s": logged - t0, "to_first_step_start_s": logged - t0 - step_s,
+                   "first_step_s": step_s, "process_wall_s": total, "importtime": importtime}
+            if importtime:
+                res["imports_s"] = import_breakdown(p.stderr)
+            results.append(res)
+    plain = [x for x in results if not x["importtime"]]
+    summary = {k: med(x[k] for x in plain) for k in ("to_first_step_start_s", "to_first_step_logged_s", "first_step_s",
+                                                     "process_wall_s")}
+    summary["runs"] = results
+    print(f"start-up: `python -m rlkit.run trainer.steps=1 {' '.join(overrides)}` (model cached), median of "
+          f"{len(plain)} runs:\n"
+          f"  command -> first step starts   {summary['to_first_step_start_s']:6.2f} s\n"
+          f"  command -> first step logged   {summary['to_first_step_logged_s']:6.2f} s  "
+          f"(first step {summary['first_step_s']:.2f} s)\n"
+          f"  whole process (1 step + exit)  {summary['process_wall_s']:6.2f} s", flush=True)
+    imp = results[-1]["imports_s"]
+    print("  imports (python -X importtime, cumulative s of first import; nested packages also count in their "
+          "importer):\n" + "\n".join(f"    {k:24s} {v:6.2f}" for k, v in sorted(imp.items(), key=lambda kv: -kv[1])),
+          flush=True)
+    return summary
+
+
+# -------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(prog="python -m rlkit.bench", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides of the benchmarked config (e.g. trainer.group_size=4)")
+    ap.add_argument("--only", default="step,rollout,startup", help="comma list of sections: step,rollout,startup")
+    ap.add_argument("--trl", action="store_true", help="also run TRL's GRPOTrainer in the same process (step section)")
+    ap.add_argument("--tokens", type=int, nargs="+", default=[64, 256], help="max new tokens (default: 64 256)")
+    ap.add_argument("--threads", type=int, nargs="+", default=[0], help="torch threads (0: trainer.threads rule)")
+    ap.add_argument("--model", choices=("random", "warm"), default="random")
+    ap.add_argument("--steps", type=int, default=4, help="measured steps per run")
+    ap.add_argument("--warmup", type=int, default=1, help="steps dropped at the start of each run")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating rlkit/TRL runs (ABBA)")
+    ap.add_argument("--reps", type=int, default=5, help="rollout section: interleaved repetitions")
+    ap.add_argument("--startup-reps", type=int, default=3)
+    ap.add_argument("--json", type=Path, help="write all results here")
+    ns = ap.parse_args(argv)
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    ns.threads = [t or int(os.environ.get("RLKIT_THREADS", 0)) or os.cpu_count() or 1 for t in ns.threads]
+    sections = set(ns.only.split(","))
+    results: dict = {"argv": sys.argv[1:], "cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg()}
+    t0 = time.time()
+    if "startup" in sections:  # first: nothing of ours is imported or warm yet in the children
+        results["startup"] = bench_startup(ns, ns.overrides)
+    if "rollout" in sections:
+        results["rollout"] = bench_rollout(ns, ns.overrides)
+    if "step" in sections:
+        results["step"] = bench_step(ns, ns.overrides)
+    results["load_avg_end"] = os.getloadavg()
+    results["process_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"[bench] done in {time.time() - t0:.0f} s; load average {results['load_avg_start'][0]:.1f} -> "
+          f"{results['load_avg_end'][0]:.1f} on {os.cpu_count()} cores", flush=True)
+    if ns.json:
+        ns.json.write_text(json.dumps(results, indent=1, default=str))
+    return results
+
+
+if __name__ == "__main__":
+    main()

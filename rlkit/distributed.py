@@ -1,0 +1,337 @@
+"""One run over several processes (GPUs) and nodes: ranks, rendezvous, sharding and reductions.
+
+Ranks come from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT) or, under
+SLURM, from submitit's job environment (one task per GPU: `tasks_per_node` x `nodes`). With one
+process nothing is initialised and every helper below returns its input unchanged, so the
+single-process path costs nothing.
+
+How a step stays equal to the single-process step on the same data (tests/scale):
+* every rank draws the same global batch of P prompts and keeps its contiguous share (P / world
+  prompts, each prompt's G samples generated on the same rank, so groups stay whole);
+* advantages are computed on the gathered batch (Reinforce++/GAE whitening is batch-wide), then
+  each rank keeps its rows;
+* the loss aggregation denominators (valid tokens, sequences) are summed over ranks, so each rank's
+  loss is its share of the global loss and gradients are *summed* over ranks (not averaged);
+* metrics are reduced (sum, token- or sequence-weighted mean, max, min) before rank 0 logs them.
+Sampling differs by rank unless `rollout.seed_per_prompt=true`, which seeds each prompt's samples
+from (seed, step, prompt tokens) so a prompt gets the same samples on whichever rank draws it.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from rlkit.rollout.base import Rollout, SamplingParams
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    # ------------------------------------------------------------------ collectives (no-ops at world 1)
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        if self.world == 1:
+            return [obj]
+        out: list[Any] = [None] * self.world
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+    def broadcast_object(self, obj: Any) -> Any:
+        if self.world == 1:
+            return obj
+        box = [obj]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def sum(self, *values: float | torch.Tensor) -> tuple[float, ...]:
+        """Sum of each value over ranks (one all-reduce for all of them)."""
+        if self.world == 1:
+            return tuple(float(v) for v in values)
+        t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(t)
+        return tuple(t.tolist())
+
+    def broadcast_params(self, module: torch.nn.Module) -> None:
+        """Rank 0's weights on every rank (random initialisations such as LoRA's differ by rank)."""
+        if self.world == 1:
+            return
+        with torch.no_grad():
+            for t in list(module.parameters()) + list(module.buffers()):
+                torch.distributed.broadcast(t.data, src=0)
+
+    def sum_grads(self, params: list[torch.nn.Parameter]) -> None:
+        """All-reduce (sum) the gradients in one flat bucket: the loss of each rank is already its
+        share of the global loss (global token/sequence denominators), so summing gives the global gradient."""
+        if self.world == 1:
+            return
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch._utils._flatten_dense_tensors(grads)
+        torch.distributed.all_reduce(flat)
+        for p, g in zip(params, torch._utils._unflatten_dense_tensors(flat, grads)):
+            if p.grad is None:
+                p.grad = g
+            else:
+                p.grad.copy_(g)
+
+    def reseed(self, seed: int) -> None:
+        """Ranks other than 0 sample from their own stream (rank 0 keeps the single-process one)."""
+        if self.rank:
+            torch.manual_seed(seed + 1_000_003 * self.rank)
+
+    def mean(self, value: float) -> float:
+        """Mean of a number over ranks."""
+        return value if self.world == 1 else self.sum(value)[0] / self.world
+
+    # ------------------------------------------------------------------ data
+    def shard(self, items: list) -> list:
+        """This rank's contiguous share of a global list (the global order is rank 0's rows, then rank 1's, ...)."""
+        if self.world == 1:
+            return items
+        per = -(-len(items) // self.world)
+        return items[self.rank * per: (self.rank + 1) * per]
+
+    def gather_list(self, items: list) -> list:
+        """Inverse of shard(): every rank's list, concatenated in rank order."""
+        if self.world == 1:
+            return items
+        return [x for part in self.all_gather_object(items) for x in part]
+
+    def advantages(self, fn, rewards: torch.Tensor, mask: torch.Tensor, group: torch.Tensor,
+                   values: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`fn` on the whole gathered batch (batch-wide whitening sees every rank's tokens); returns
+        this rank's rows. Responses are right-padded to the widest rank; padding has mask 0."""
+        if self.world == 1:
+            return fn(rewards, mask, group, values)
+        cpu = lambda t: None if t is None else t.detach().cpu()  # noqa: E731  (never pickle device tensors)
+        parts = self.all_gather_object((cpu(rewards), cpu(mask), cpu(group), cpu(values)))
+        width = max(p[0].shape[1] for p in parts)
+        pad = lambda t: F.pad(t, (0, width - t.shape[1]))  # noqa: E731
+        offsets, groups = 0, []
+        for p in parts:  # make prompt ids unique across ranks
+            groups.append(p[2] + offsets)
+            offsets += int(p[2].max()) + 1 if len(p[2]) else 0
+        dev = rewards.device
+        full = [torch.cat([pad(p[i]) for p in parts]).to(dev) for i in (0, 1)]
+        vals = torch.cat([pad(p[3]) for p in parts]).to(dev) if values is not None else None
+        adv, ret = fn(full[0], full[1], torch.cat(groups).to(dev), vals)
+        start = sum(len(p[2]) for p in parts[: self.rank])
+        rows, t = slice(start, start + len(group)), rewards.shape[1]
+        return adv[rows, :t], ret[rows, :t]
+
+    # ------------------------------------------------------------------ metrics
+    def reduce_metrics(self, m: dict[str, float], n_seqs: float, n_tokens: float) -> dict[str, float]:
+        """Each metric reduced over ranks by what it is (see `reduction`); rank 0's values otherwise."""
+        if self.world == 1:
+            return m
+        parts = self.all_gather_object((m, float(n_seqs), float(n_tokens)))
+        out = dict(m)
+        for k in m:
+            op = reduction(k)
+            vals = [(p[0][k], p[1], p[2]) for p in parts if k in p[0]]
+            if op == "sum":
+                out[k] = sum(x for x, _, _ in vals)
+            elif op == "max":
+                out[k] = max(x for x, _, _ in vals)
+            elif op == "min":
+                out[k] = min(x for x, _, _ in vals)
+            elif op in ("seq-mean", "token-mean"):
+                w = [s if op == "seq-mean" else t for _, s, t in vals]
+                out[k] = sum(x * wi for (x, _, _), wi in zip(vals, w)) / max(sum(w), 1e-12)
+        return out
+
+    # ------------------------------------------------------------------ checkpointed RNG
+    def rng_states(self) -> dict | list:
+        """This process's RNG state at world 1 (the historic checkpoint format), every rank's otherwise."""
+        from rlkit import checkpoint
+
+        state = checkpoint.rng_state()
+        return state if self.world == 1 else self.all_gather_object(state)
+
+    def set_rng_states(self, states: dict | list) -> None:
+        from rlkit import checkpoint
+
+        if isinstance(states, list):
+            states = states[self.rank] if self.rank < len(states) else states[0]
+        checkpoint.set_rng_state(states)
+
+
+# metrics whose per-rank values are already shares of the global value (global denominators)
+SUMMED = {"actor/pg_loss", "actor/kl_loss", "actor/entropy", "actor/pg_clipfrac", "actor/ppo_kl", "critic/vf_loss"}
+# masked means over response tokens
+TOKEN_MEANS = {"critic/advantages/mean", "critic/returns/mean", "actor/kl_ref", "critic/values/mean",
+               "critic/vf_explained_var"}  # (explained variance: a token-weighted mean of per-rank values, approximate)
+# identical on every rank (computed after a reduction, or from gathered data)
+SAME = {"actor/grad_norm", "actor/lr", "data/stage", "groups/resample_rounds"}
+
+
+def reduction(key: str) -> str:
+    """How a step metric combines over ranks: sum | max | min | token-mean | seq-mean | same."""
+    if key in SUMMED or key.startswith("perf/"):
+        return "sum"
+    if key in SAME or key.startswith(("val/", "summary/")):
+        return "same"
+    if key.endswith("/max") or key.startswith("timing_s/"):
+        return "max"
+    if key.endswith("/min"):
+        return "min"
+    if key in TOKEN_MEANS:
+        return "token-mean"
+    return "seq-mean"  # per-sequence means (score, lengths, clip ratio, reward terms, group fractions)
+
+
+_STATE: Dist | None = None
+
+
+def init(cfg=None) -> Dist:
+    """Join the job's process group (torchrun or a multi-task submitit/SLURM job); world 1 otherwise.
+    Training runs on CUDA when one is present and the model preset asks for GPUs
+    (model.resources.gpus_per_node > 0), on the CPU otherwise."""
+    global _STATE
+    env = os.environ
+    if "RANK" in env and "WORLD_SIZE" in env:  # torchrun (or anything exporting the env:// variables)
+        rank, world, local = int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0))
+    elif env.get("SUBMITIT_EXECUTOR") and _submitit_tasks() > 1:
+        from submitit.helpers import TorchDistributedEnvironment
+
+        de = TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        rank, world, local = de.rank, de.world_size, de.local_rank
+    else:
+        rank, world, local = 0, 1, 0
+    device = torch.device("cpu")
+    if torch.cuda.is_available() and gpus_per_node(cfg) > 0:
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world)
+    _STATE = Dist(rank, world, local, device)
+    return _STATE
+
+
+def gpus_per_node(cfg) -> int:
+    from omegaconf import OmegaConf
+
+    return 0 if cfg is None else int(OmegaConf.select(cfg, "model.resources.gpus_per_node", default=0) or 0)
+
+
+def current() -> Dist:
+    """The Dist of this process (world 1 until init() joined a group)."""
+    return _STATE or Dist()
+
+
+def _submitit_tasks() -> int:
+    try:
+        from submitit import JobEnvironment
+
+        return JobEnvironment().num_tasks
+    except Exception:  # not inside a submitit job after all
+        return 1
+
+
+def check(cfg, dist: Dist) -> None:
+    """Before compute: the global batch must split evenly into whole groups per rank."""
+    from rlkit.config import ConfigError
+
+    if dist.world > 1 and cfg.trainer.prompts_per_step % dist.world:
+        raise ConfigError(f"trainer.prompts_per_step={cfg.trainer.prompts_per_step} must be a multiple of the "
+                          f"number of processes ({dist.world}) so each rank gets whole prompt groups")
+
+
+class NullTracker:
+    """What ranks other than 0 hold: they compute and reduce metrics, rank 0 alone logs them."""
+
+    run_id = None
+
+    def log(self, metrics: dict[str, float], step: int) -> None: ...
+
+    def log_text(self, text: str, name: str) -> None: ...
+
+    def set_tags(self, tags: dict[str, str]) -> None: ...
+
+    def finish(self, status: str) -> None: ...
+
+
+# ---------------------------------------------------------------------- per-prompt seeded sampling
+def prompt_seed(step_seed: int, prompt: list[int]) -> int:
+    blob = f"{step_seed}:{','.join(map(str, prompt))}".encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:8], "little") & (2**63 - 1)
+
+
+def step_seed(seed: int, step: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}/{step}".encode()).digest()[:8], "little") & (2**63 - 1)
+
+
+class PerPromptSeeds:
+    """Engine wrapper: when `params.seed` is set, each prompt's n samples come from a generator seeded
+    by (params.seed, the prompt's tokens), so they do not depend on which rank or batch the prompt is
+    in. One engine call per prompt (less batching): a reproducibility switch, not the fast path.
+    Engines that seed requests themselves (vLLM) are not wrapped."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+
+    def sync_weights(self, model) -> None:
+        self.engine.sync_weights(model)
+
+    def generate(self, prompts: list[list[int]], n: int, params: SamplingParams) -> Rollout:
+        if params.seed is None or params.greedy:
+            return self.engine.generate(prompts, n, params)
+        outs = []
+        for p in prompts:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(prompt_seed(params.seed, p))
+                outs.append(self.engine.generate([p], n, params))
+        return cat_rollouts(outs)
+
+
+def cat_rollouts(parts: list[Rollout]) -> Rollout:
+    """Concatenate rollouts of single prompts (or any rollouts): prompts left-padded, responses
+    right-padded to the widest, prompt indices renumbered in order."""
+    pw = max(r.prompt_ids.shape[1] for r in parts)
+    rw = max(r.response_ids.shape[1] for r in parts)
+    lpad = lambda t: F.pad(t, (pw - t.shape[1], 0))  # noqa: E731
+    rpad = lambda t: F.pad(t, (0, rw - t.shape[1]))  # noqa: E731
+    groups, offset = [], 0
+    for r in parts:
+        groups.append(r.group + offset)
+        offset += int(r.group.max()) + 1 if len(r.group) else 0
+    logprobs = None
+    if all(getattr(r, "logprobs", None) is not None for r in parts):
+        logprobs = torch.cat([rpad(r.logprobs) for r in parts])
+    out = Rollout(torch.cat([lpad(r.prompt_ids) for r in parts]), torch.cat([lpad(r.prompt_mask) for r in parts]),
+                  torch.cat([rpad(r.response_ids) for r in parts]), torch.cat([rpad(r.response_mask) for r in parts]),
+                  torch.cat([r.truncated for r in parts]), [t for r in parts for t in r.texts], torch.cat(groups))
+    if logprobs is not None:
+        out.logprobs = logprobs
+    return out
+
+
+def to_device(obj, device: torch.device):
+    """A dataclass (Batch, Rollout) with its tensor fields on `device`; unchanged on the CPU."""
+    if device.type == "cpu":
+        return obj
+    from dataclasses import fields, is_dataclass, replace
+
+    moved = {}
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        if isinstance(v, torch.Tensor):
+            moved[f.name] = v.to(device)
+        elif is_dataclass(v):
+            moved[f.name] = to_device(v, device)
+    return replace(obj, **moved)

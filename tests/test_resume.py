@@ -1,0 +1,51 @@
+"""A run SIGKILLed after its second checkpoint and started again with the same command resumes into the
+same MLflow run and ends with the full step count and exactly one value per step for every metric."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from rlkit.launch.status import pid_alive
+from tests.conftest import REPO
+from tests.launch.checks import TINY, assert_clean_history, checkpoint_step, client, env, rlkit
+
+STEPS, CKPT, EVAL = 8, 2, 3
+
+
+@pytest.mark.slow
+def test_sigkill_after_second_checkpoint_resumes(tmp_path, tiny_path):
+    args = [f"trainer.steps={STEPS}", f"trainer.checkpoint_every={CKPT}", f"trainer.eval_every={EVAL}", *TINY,
+            "sweep.name=resume", f"hydra.run.dir={tmp_path}/out"]
+    proc = subprocess.Popen([sys.executable, "-m", "rlkit.run", *args], cwd=REPO, env=env(tmp_path),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while checkpoint_step(tmp_path / "ck") < 2 * CKPT - 1:  # the second checkpoint (after step 4) is on disk
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        assert time.time() < deadline, "no second checkpoint in 300 s"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.stderr.close()
+
+    mc = client(tmp_path)
+    [run] = mc.search_runs([mc.get_experiment_by_name("resume").experiment_id])
+    assert run.data.tags["rlkit.status"] == "running"  # SIGKILL: no chance to record anything
+    logged = max(m.step for m in mc.get_metric_history(run.info.run_id, "timing_s/step"))
+    assert 2 * CKPT <= logged < STEPS, logged
+    [status] = (tmp_path / "ck").glob("*/status.json")
+    st = json.loads(status.read_text())
+    assert st["state"] == "running" and not pid_alive(st["pid"])  # what rlkit.status reports as killed
+
+    r = rlkit("rlkit.run", args, tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"resuming MLflow run {run.info.run_id}" in r.stderr
+    [after] = mc.search_runs([mc.get_experiment_by_name("resume").experiment_id])
+    assert after.info.run_id == run.info.run_id
+    assert after.data.tags["rlkit.status"] == "finished" and after.info.status == "FINISHED"
+    assert after.data.tags["rlkit.resumes"] == "1"
+    assert_clean_history(mc, run.info.run_id, STEPS, EVAL)
