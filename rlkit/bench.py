@@ -54,32 +54,13 @@ PARTS = ("generation", "reward", "old/ref logprobs", "advantage+other", "update"
 
 
 # --------------------------------------------------------------------------------------------- utils
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-class PeakRSS:
-    """Peak resident memory of this process while a block runs (sampled every 10 ms)."""
-
-    def __init__(self) -> None:
-        self.peak = self.start = 0.0
-        self._stop = threading.Event()
-
-    def __enter__(self):
-        self.start = self.peak = _rss_mb()
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.01):
-            self.peak = max(self.peak, _rss_mb())
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._t.join()
-        self.peak = max(self.peak, _rss_mb())
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM: unlike ru_maxrss it is not inherited across fork+exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class GCTime:
@@ -112,8 +93,6 @@ class Run:
     tokens: int
     threads: int
     steps: list[dict] = field(default_factory=list)
-    peak_rss_mb: float = 0.0
-    start_rss_mb: float = 0.0
     setup_s: float = 0.0
 
 
@@ -166,9 +145,49 @@ def model_dirs(kind: str, max_tokens: int) -> tuple[Path, list[str]]:
     return path, [f"model.path={path}"]
 
 
+# ------------------------------------------------------------------------------------ turn taking
+class Baton:
+    """Two runs in one process taking turns step by step (rlkit in a worker thread, TRL in the main
+    thread): never both computing at once, and both see the same machine load over time."""
+
+    def __init__(self, first: str) -> None:
+        self.cv = threading.Condition()
+        self.turn = first
+        self.done: set[str] = set()
+        self.error: BaseException | None = None
+
+    @staticmethod
+    def other(side: str) -> str:
+        return "trl" if side == "rlkit" else "rlkit"
+
+    def wait(self, side: str) -> None:
+        with self.cv:
+            self.cv.wait_for(lambda: self.turn == side or self.other(side) in self.done)
+
+    def give(self, side: str) -> None:
+        with self.cv:
+            self.turn = self.other(side)
+            self.cv.notify_all()
+
+    def finish(self, side: str) -> None:
+        with self.cv:
+            self.done.add(side)
+            self.turn = self.other(side)
+            self.cv.notify_all()
+
+
+class _Solo:
+    """No other side: turns are free."""
+
+    def wait(self, side: str) -> None:
+        pass
+
+    give = finish = wait
+
+
 # --------------------------------------------------------------------------------------- rlkit side
 class _Tracker:
-    """Stands in for rlkit.tracking.Tracker: keeps each step's metrics and the time it was logged."""
+    """Stands in for rlkit.tracking.Tracker: hands each step's metrics to the recorder."""
 
     run_id = "bench"
 
@@ -189,73 +208,77 @@ class _Tracker:
 
 
 class _Rec:
-    def __init__(self, run: Run, mem: PeakRSS) -> None:
-        self.run, self.mem = run, mem
+    """rlkit's per-step records. A step ends at its tracker.log; the turn passes to TRL there."""
+
+    def __init__(self, run: Run, baton) -> None:
+        self.run, self.baton = run, baton
         self.gen = self.score = 0.0
         self.tokens = 0
-        self.last = time.perf_counter()
-        self.gc0 = GCTime.total
+        self._mark()
+
+    def _mark(self) -> None:
+        self.t, self.cpu, self.gc = time.perf_counter(), time.process_time(), GCTime.total
 
     def on_log(self, m: dict) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         if "timing_s/step" in m:
             step = m["timing_s/step"]
-            gen_total = m.get("timing_s/gen", 0.0)
-            parts = {"generation": self.gen, "reward": gen_total - self.gen,
+            parts = {"generation": self.gen, "reward": m.get("timing_s/gen", 0.0) - self.gen,
                      "old/ref logprobs": m.get("timing_s/old_log_prob", 0.0),
                      "update": m.get("timing_s/update_actor", 0.0)}
             parts["advantage+other"] = step - sum(parts.values())  # timing_s/adv + metrics, weight sync, prompts
-            self.run.steps.append({"step": step, "wall": now - self.last, **parts, "gen_tokens": self.tokens,
-                                   "len": m.get("response_length/mean"), "gc": GCTime.total - self.gc0,
-                                   "score_fn": self.score})
-        self.gen, self.score, self.tokens, self.last, self.gc0 = 0.0, 0.0, 0, now, GCTime.total
+            self.run.steps.append({"step": step, "wall": now - self.t, "cpu": cpu - self.cpu, **parts,
+                                   "gen_tokens": self.tokens, "len": m.get("response_length/mean"),
+                                   "gc": GCTime.total - self.gc, "score_fn": self.score})
+        self.gen, self.score, self.tokens = 0.0, 0.0, 0
+        self.baton.give("rlkit")
+        self.baton.wait("rlkit")
+        self._mark()
 
 
-def run_rlkit(cfg, threads: int, tokens: int) -> Run:
+def run_rlkit(cfg, threads: int, tokens: int, baton=None) -> Run:
+    """rlkit.train.train() itself; only instrumentation is added (engine.generate and score timed,
+    the progress bar silenced)."""
     import rlkit.train as train_mod
     from rlkit.data.stream import load_group
 
+    baton = baton or _Solo()
     run = Run("rlkit", tokens, threads)
+    baton.wait("rlkit")
     t0 = time.perf_counter()
-    group = load_group(cfg.data)
-    orig = train_mod.make_engine
+    rec = _Rec(run, baton)
+    orig, score, tqdm = train_mod.make_engine, train_mod.score, train_mod.tqdm
 
-    with PeakRSS() as mem:
-        rec = _Rec(run, mem)
+    def make_engine(*a, **k):
+        engine = orig(*a, **k)
+        generate = engine.generate
 
-        def make_engine(*a, **k):
-            engine = orig(*a, **k)
-            generate = engine.generate
-
-            def timed(prompts, n, params):
-                s = time.perf_counter()
-                out = generate(prompts, n, params)
-                rec.gen += time.perf_counter() - s
-                rec.tokens += int(out.lengths.sum())
-                return out
-
-            engine.generate = timed
-            run.setup_s = time.perf_counter() - t0
-            return engine
-
-        score = train_mod.score
-
-        def timed_score(*a, **k):
+        def timed(prompts, n, params):
             s = time.perf_counter()
-            try:
-                return score(*a, **k)
-            finally:
-                rec.score += time.perf_counter() - s
+            out = generate(prompts, n, params)
+            rec.gen += time.perf_counter() - s
+            rec.tokens += int(out.lengths.sum())
+            return out
 
-        tqdm = train_mod.tqdm
-        train_mod.make_engine, train_mod.score = make_engine, timed_score
-        train_mod.tqdm = lambda *a, **k: tqdm(*a, **{**k, "disable": True})  # quiet; nothing else changes
+        engine.generate = timed
+        run.setup_s = time.perf_counter() - t0
+        return engine
+
+    def timed_score(*a, **k):
+        s = time.perf_counter()
         try:
-            with tempfile.TemporaryDirectory() as ck:
-                train_mod.train(cfg, _Tracker(rec), Path(ck), [group], [None])
+            return score(*a, **k)
         finally:
-            train_mod.make_engine, train_mod.score, train_mod.tqdm = orig, score, tqdm
-    run.peak_rss_mb, run.start_rss_mb = mem.peak, mem.start
+            rec.score += time.perf_counter() - s
+
+    train_mod.make_engine, train_mod.score = make_engine, timed_score
+    train_mod.tqdm = lambda *a, **k: tqdm(*a, **{**k, "disable": True})
+    try:
+        with tempfile.TemporaryDirectory() as ck:
+            train_mod.train(cfg, _Tracker(rec), Path(ck), [load_group(cfg.data)], [None])
+    finally:
+        train_mod.make_engine, train_mod.score, train_mod.tqdm = orig, score, tqdm
+        baton.finish("rlkit")
     return run
 
 
@@ -268,10 +291,12 @@ def stream_problems(cfg, group, steps: int) -> list:
     return [p for s in range(steps) for p in stream.next(s)[1]]
 
 
-def run_trl(cfg, model_dir: Path, threads: int, tokens: int, steps: int) -> Run:
-    import torch
+def trl_trainer(cfg, model_dir: Path, tokens: int, steps: int, cur: dict):
+    """GRPOTrainer set to do rlkit's step: same model files, prompts (in order), G, max new tokens,
+    lr/warm-up/weight decay/grad clip, clip range, temperature/top-p, token-mean loss, group-std
+    advantages, no KL; gradient checkpointing off (rlkit does not recompute either)."""
     from datasets import Dataset
-    from transformers import AutoTokenizer, TrainerCallback
+    from transformers import AutoTokenizer
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import GRPOConfig, GRPOTrainer
 
@@ -280,10 +305,6 @@ def run_trl(cfg, model_dir: Path, threads: int, tokens: int, steps: int) -> Run:
     from rlkit.rewards.base import RewardContext
     from rlkit.rewards.compose import build_components, score
 
-    run = Run("trl", tokens, threads)
-    t_setup = time.perf_counter()
-    torch.set_num_threads(threads)
-    torch.manual_seed(cfg.seed)
     t, a = cfg.trainer, cfg.algo
     P, G = t.prompts_per_step, t.group_size
     group = load_group(cfg.data)
@@ -291,19 +312,17 @@ def run_trl(cfg, model_dir: Path, threads: int, tokens: int, steps: int) -> Run:
     components = build_components(cfg.reward.components)
     tok = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
     eos = tok.eos_token_id
-    cur = {"gen": 0.0, "reward": 0.0, "logp_prep": 0.0, "prep": 0.0, "tokens": 0, "seqs": 0, "in_prep": False,
-           "prompt_ids": None}
 
     def reward(prompts, completions, completion_ids, idx, trainer_state=None, **kw):
-        s = time.perf_counter()
+        """rlkit's reward components (and its correctness rule, which the loop also computes)."""
         texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
         ps = [problems[i] for i in idx]
-        ctxs = [RewardContext(len(ids), tokens, eos not in ids, trainer_state.global_step if trainer_state else 0,
-                              steps) for ids in completion_ids]
-        s2 = time.perf_counter()
+        step = trainer_state.global_step if trainer_state else 0
+        ctxs = [RewardContext(len(ids), tokens, eos not in ids, step, steps) for ids in completion_ids]
+        s = time.perf_counter()
         total, _ = score(components, texts, ps, ctxs)
-        cur["score_fn"] += time.perf_counter() - s2
-        [bool(group.correct(x, p)) for x, p in zip(texts, ps)]  # rlkit's loop also computes correctness
+        cur["score_fn"] += time.perf_counter() - s
+        [bool(group.correct(x, p)) for x, p in zip(texts, ps)]
         cur["tokens"] += sum(map(len, completion_ids))
         cur["seqs"] += len(completion_ids)
         return total
@@ -319,32 +338,47 @@ def run_trl(cfg, model_dir: Path, threads: int, tokens: int, steps: int) -> Run:
         bf16=False, fp16=False, shuffle_dataset=False, seed=cfg.seed, disable_tqdm=True, dataloader_num_workers=0,
         log_completions=False)
     data = Dataset.from_list([{"prompt": render(group.template, p), "idx": i} for i, p in enumerate(problems)])
+    trainer = GRPOTrainer(model=str(model_dir), reward_funcs=reward, args=args, train_dataset=data,
+                          processing_class=tok)
+    for cb in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(cb)
+    return trainer
 
-    with PeakRSS() as mem:
-        trainer = GRPOTrainer(model=str(model_dir), reward_funcs=reward, args=args, train_dataset=data,
-                              processing_class=tok)
-        for cb in (PrinterCallback, ProgressCallback):
-            trainer.remove_callback(cb)
+
+def run_trl(cfg, model_dir: Path, threads: int, tokens: int, steps: int, baton=None) -> Run:
+    import torch
+    from transformers import TrainerCallback
+
+    baton = baton or _Solo()
+    run = Run("trl", tokens, threads)
+    baton.wait("trl")
+    t_setup = time.perf_counter()
+    torch.set_num_threads(threads)
+    torch.manual_seed(cfg.seed)
+    keys = ("gen", "reward", "logp_prep", "prep", "tokens", "seqs", "score_fn")
+    cur = dict.fromkeys(keys, 0)
+    cur.update(in_prep=False, prompt_ids=None)
+    try:
+        trainer = trl_trainer(cfg, model_dir, tokens, steps, cur)
         assert next(trainer.model.parameters()).dtype == torch.float32
 
-        def timed(name, fn, key):
+        def timed(fn, key):
             def wrapper(*x, **k):
                 s = time.perf_counter()
                 out = fn(*x, **k)
                 dt = time.perf_counter() - s
-                if key == "logp":
-                    if cur["in_prep"]:
-                        cur["logp_prep"] += dt
+                if key == "logp":  # only the no-grad passes before the update (old/ref), not the loss's own
+                    cur["logp_prep"] += dt if cur["in_prep"] else 0.0
                 else:
                     cur[key] += dt
-                if name == "_generate_single_turn" and cur["prompt_ids"] is None:
+                if key == "gen" and cur["prompt_ids"] is None:
                     cur["prompt_ids"] = [list(map(int, p)) for p in x[0]]
                 return out
             return wrapper
 
         prep = trainer._prepare_inputs
 
-        def prepare(*x, **k):
+        def prepare(*x, **k):  # generation + scoring + advantages (TRL generates inside training_step)
             cur["in_prep"] = True
             s = time.perf_counter()
             try:
@@ -354,129 +388,169 @@ def run_trl(cfg, model_dir: Path, threads: int, tokens: int, steps: int) -> Run:
                 cur["in_prep"] = False
 
         trainer._prepare_inputs = prepare
-        trainer._generate_single_turn = timed("_generate_single_turn", trainer._generate_single_turn, "gen")
-        trainer._calculate_rewards = timed("_calculate_rewards", trainer._calculate_rewards, "reward")
-        trainer._get_per_token_logps_and_entropies = timed("logp", trainer._get_per_token_logps_and_entropies, "logp")
+        trainer._generate_single_turn = timed(trainer._generate_single_turn, "gen")
+        trainer._calculate_rewards = timed(trainer._calculate_rewards, "reward")
+        trainer._get_per_token_logps_and_entropies = timed(trainer._get_per_token_logps_and_entropies, "logp")
 
         class Steps(TrainerCallback):
-            last = None
-            t0 = 0.0
+            """A step is on_step_begin..on_step_end; the turn passes to rlkit at the next step's
+            begin (so TRL's logging and data loading stay inside TRL's turn)."""
 
-            def on_train_begin(self, *x, **k):
-                self.last = time.perf_counter()
+            started = False
+
+            def _close(self) -> None:
+                if run.steps:
+                    run.steps[-1]["wall"] = time.perf_counter() - self.t_begin
+                    run.steps[-1]["cpu"] = time.process_time() - self.c_begin
 
             def on_step_begin(self, *x, **k):
-                self.t0 = time.perf_counter()
-                for key in ("gen", "reward", "logp_prep", "prep", "tokens", "seqs", "score_fn"):
-                    cur[key] = 0
-                cur["gc0"] = GCTime.total
+                if self.started:
+                    self._close()
+                    baton.give("trl")
+                    baton.wait("trl")
+                else:
+                    run.setup_s = time.perf_counter() - t_setup
+                self.started = True
+                self.t_begin, self.c_begin, self.gc0 = time.perf_counter(), time.process_time(), GCTime.total
+                cur.update(dict.fromkeys(keys, 0))
 
-            def on_step_end(self, args, state, control, logs=None, **k):
-                now = time.perf_counter()
-                step = now - self.t0
+            def on_step_end(self, args, state, control, **k):
+                step = time.perf_counter() - self.t_begin
                 parts = {"generation": cur["gen"], "reward": cur["reward"], "old/ref logprobs": cur["logp_prep"],
                          "update": step - cur["prep"]}
                 parts["advantage+other"] = cur["prep"] - cur["gen"] - cur["reward"] - cur["logp_prep"]
-                run.steps.append({"step": step, "wall": now - self.last, **parts, "gen_tokens": cur["tokens"],
-                                  "len": cur["tokens"] / max(1, cur["seqs"]), "gc": GCTime.total - cur["gc0"],
-                                  "score_fn": cur["score_fn"]})
-                self.last = now
+                run.steps.append({"step": step, "wall": step, "cpu": time.process_time() - self.c_begin, **parts,
+                                  "gen_tokens": cur["tokens"], "len": cur["tokens"] / max(1, cur["seqs"]),
+                                  "gc": GCTime.total - self.gc0, "score_fn": cur["score_fn"]})
+
+            def on_train_end(self, *x, **k):
+                self._close()
 
         trainer.add_callback(Steps())
-        run.setup_s = time.perf_counter() - t_setup
         trainer.train()
-    run.peak_rss_mb, run.start_rss_mb = mem.peak, mem.start
-    run.prompt_ids = cur["prompt_ids"]  # type: ignore[attr-defined]
-    del trainer
+        run.prompt_ids = cur["prompt_ids"]  # type: ignore[attr-defined]
+        del trainer
+    finally:
+        baton.finish("trl")
     gc.collect()
     return run
 
 
+def run_pair(cfg, model_dir: Path, threads: int, tokens: int, trl_steps: int, first: str) -> tuple[Run, Run]:
+    """rlkit (worker thread) and TRL (main thread: transformers' Trainer may install signal handlers)
+    alternating step by step."""
+    baton = Baton(first)
+    box: dict = {}
+
+    def worker() -> None:
+        try:
+            box["run"] = run_rlkit(cfg, threads, tokens, baton)
+        except BaseException as e:  # noqa: BLE001 (re-raised in the main thread)
+            box["error"] = e
+
+    th = threading.Thread(target=worker, name="rlkit-bench")
+    th.start()
+    try:
+        trl = run_trl(cfg, model_dir, threads, tokens, trl_steps, baton)
+    finally:
+        th.join()
+    if "error" in box:
+        raise box["error"]
+    return box["run"], trl
+
+
 # ---------------------------------------------------------------------------------------- reporting
+def measured(run: Run, warmup: int) -> list[dict]:
+    """Steps after the first `warmup` ones; rlkit's last step is dropped too (train() evaluates in it)."""
+    s = run.steps[warmup:]
+    return s[:-1] if run.side == "rlkit" else s
+
+
 def summarize(runs: list[Run], side: str, warmup: int) -> dict:
-    """Medians over the measured steps of all rounds (first `warmup` steps of each run dropped; rlkit's
-    last step also, since train() evaluates inside it)."""
-    steps = []
-    for r in runs:
-        if r.side != side:
-            continue
-        s = r.steps[warmup:]
-        if side == "rlkit":
-            s = s[:-1]
-        steps += s
-    out = {k: med(x[k] for x in steps) for k in ("step", "wall", *PARTS, "gc", "score_fn")}
-    gen_tps = [x["gen_tokens"] / x["generation"] for x in steps if x["generation"] > 0]
-    step_tps = [x["gen_tokens"] / x["step"] for x in steps if x["step"] > 0]
-    out.update(n=len(steps), gen_tok_s=med(gen_tps), step_tok_s=med(step_tps), len=med(x["len"] for x in steps),
-               peak_rss_mb=max((r.peak_rss_mb for r in runs if r.side == side), default=float("nan")),
-               rss_delta_mb=max((r.peak_rss_mb - r.start_rss_mb for r in runs if r.side == side), default=float("nan")),
-               setup_s=med(r.setup_s for r in runs if r.side == side),
-               per_round=[med(x["step"] for x in (r.steps[warmup:-1] if side == "rlkit" else r.steps[warmup:]))
-                          for r in runs if r.side == side])
+    mine = [r for r in runs if r.side == side]
+    steps = [x for r in mine for x in measured(r, warmup)]
+    out = {k: med(x[k] for x in steps) for k in ("step", "wall", "cpu", *PARTS, "gc", "score_fn")}
+    out.update(n=len(steps), gen_tok_s=med(x["gen_tokens"] / x["generation"] for x in steps if x["generation"] > 0),
+               step_tok_s=med(x["gen_tokens"] / x["step"] for x in steps if x["step"] > 0),
+               len=med(x["len"] for x in steps), setup_s=med(r.setup_s for r in mine),
+               per_round=[med(x["step"] for x in measured(r, warmup)) for r in mine],
+               steps_raw=[x["step"] for x in steps])
     return out
 
 
-def step_table(tokens: int, threads: int, rl: dict, trl: dict | None) -> str:
+ROWS = [("step time, wall (s)", "step"), ("  generation", "generation"), ("  reward", "reward"),
+        ("  old/ref logprobs", "old/ref logprobs"), ("  advantage + bookkeeping", "advantage+other"),
+        ("  update (fwd+bwd+clip+AdamW)", "update"), ("  (in reward: score())", "score_fn"),
+        ("  (anywhere: Python GC pauses)", "gc"), ("wall per step incl. logging (s)", "wall"),
+        ("CPU-seconds per step", "cpu"), ("generated tok/s (generation)", "gen_tok_s"),
+        ("generated tok/s (whole step)", "step_tok_s"), ("mean completion length", "len"),
+        ("setup before step 1 (s)", "setup_s")]
+
+
+def _fmt(x: float) -> str:
+    return f"{x:10.0f}" if abs(x) >= 100 else f"{x:10.3f}"
+
+
+def step_table(tokens: int, threads: int, rl: dict, trl: dict | None, mem: dict | None = None) -> str:
     head = f"max_new_tokens={tokens}, threads={threads}: medians over {rl['n']} rlkit" + \
-        (f" / {trl['n']} TRL steps" if trl else " steps")
-    rows = [("step time (s)", "step"), ("  generation", "generation"), ("  reward", "reward"),
-            ("  old/ref logprobs", "old/ref logprobs"), ("  advantage+other", "advantage+other"),
-            ("  update (fwd+bwd+optim)", "update"), ("  (within: reward fns' score())", "score_fn"),
-            ("  (within: Python GC pauses)", "gc"), ("wall per step, log to log (s)", "wall"),
-            ("generated tok/s (generation)", "gen_tok_s"), ("generated tok/s (whole step)", "step_tok_s"),
-            ("mean completion length", "len"), ("peak RSS (MB)", "peak_rss_mb"),
-            ("RSS growth during run (MB)", "rss_delta_mb"), ("setup before step 1 (s)", "setup_s")]
-    lines = [head, f"  {'':32s} {'rlkit':>10s}" + (f" {'TRL':>10s} {'rlkit/TRL':>10s}" if trl else "")]
-    for label, key in rows:
+        (f" / {trl['n']} TRL steps (alternating step by step)" if trl else " steps")
+    lines = [head, f"  {'':34s} {'rlkit':>10s}" + (f" {'TRL':>10s} {'rlkit/TRL':>10s}" if trl else "")]
+    for label, key in ROWS:
         a = rl[key]
-        line = f"  {label:32s} {a:10.3f}" if abs(a) < 100 else f"  {label:32s} {a:10.0f}"
+        line = f"  {label:34s} {_fmt(a)}"
         if trl:
             b = trl[key]
-            line += (f" {b:10.3f}" if abs(b) < 100 else f" {b:10.0f}")
-            line += f" {a / b:10.2f}" if b and b == b else f" {'-':>10s}"
+            line += f" {_fmt(b)}" + (f" {a / b:10.2f}" if b and b == b and a == a and abs(b) > 1e-3 else f" {'-':>10s}")
         lines.append(line)
+    if mem:
+        a, b = mem.get("rlkit", float("nan")), mem.get("trl", float("nan"))
+        lines.append(f"  {'peak RSS of a 3-step run (MB)':34s} {_fmt(a)}" + (f" {_fmt(b)} {a / b:10.2f}" if trl else ""))
     if trl:
-        pr = "  per-round median step (rlkit/TRL): " + ", ".join(
-            f"{x:.3f}/{y:.3f}={x / y:.2f}" for x, y in zip(rl["per_round"], trl["per_round"]))
-        lines.append(pr)
+        lines.append("  per-round median step, rlkit/TRL: " + ", ".join(
+            f"{x:.3f}/{y:.3f}={x / y:.2f}" for x, y in zip(rl["per_round"], trl["per_round"])))
     return "\n".join(lines)
 
 
 # -------------------------------------------------------------------------------------------- step
+def step_cfg(ns, model_over: list[str], T: int, threads: int, overrides: list[str], steps: int):
+    from rlkit.config import validate
+
+    cfg = compose(BENCH_OVERRIDES + model_over + [f"trainer.steps={steps + 1}", f"length.max_response_tokens={T}",
+                                                  f"trainer.threads={threads}"] + overrides)
+    validate(cfg)
+    return cfg
+
+
 def bench_step(ns, overrides: list[str]) -> list[dict]:
     results = []
     model_dir, model_over = model_dirs(ns.model, max(ns.tokens))
+    n = ns.warmup + ns.steps
     for threads in ns.threads:
         for T in ns.tokens:
-            cfg = compose(BENCH_OVERRIDES + model_over + [
-                f"trainer.steps={ns.warmup + ns.steps + 1}", f"length.max_response_tokens={T}",
-                f"trainer.threads={threads}"] + overrides)
-            from rlkit.config import validate
-
-            validate(cfg)
+            cfg = step_cfg(ns, model_over, T, threads, overrides, n)
             runs: list[Run] = []
-            order = ["rlkit", "trl"] if ns.trl else ["rlkit"]
             for r in range(ns.rounds):
-                for side in (order if r % 2 == 0 else order[::-1]):  # ABBA
-                    print(f"[bench] T={T} threads={threads} round {r + 1}/{ns.rounds}: {side} ...", file=sys.stderr,
-                          flush=True)
-                    if side == "rlkit":
-                        runs.append(run_rlkit(cfg, threads, T))
-                    else:
-                        runs.append(run_trl(cfg, model_dir, threads, T, ns.warmup + ns.steps))
-                    gc.collect()
+                first = "rlkit" if r % 2 == 0 else "trl"
+                print(f"[bench] T={T} threads={threads} round {r + 1}/{ns.rounds}: "
+                      f"{'rlkit and TRL, alternating steps' if ns.trl else 'rlkit'} ...", file=sys.stderr, flush=True)
+                if ns.trl:
+                    runs += run_pair(cfg, model_dir, threads, T, n, first)
+                else:
+                    runs.append(run_rlkit(cfg, threads, T))
+                gc.collect()
+            mem = bench_memory(ns, model_over, T, threads, overrides) if ns.memory else None
             rl = summarize(runs, "rlkit", ns.warmup)
             trl = summarize(runs, "trl", ns.warmup) if ns.trl else None
+            print(step_table(T, threads, rl, trl, mem), flush=True)
             if ns.trl:
                 check_same_prompts(cfg, runs)
-            print(step_table(T, threads, rl, trl), flush=True)
-            results.append({"tokens": T, "threads": threads, "rlkit": rl, "trl": trl,
+            results.append({"tokens": T, "threads": threads, "rlkit": rl, "trl": trl, "peak_rss_mb": mem,
                             "raw": [{"side": r.side, "steps": r.steps} for r in runs]})
     return results
 
 
 def check_same_prompts(cfg, runs: list[Run]) -> None:
-    """TRL's first step must have seen exactly the token ids rlkit's first step generated from."""
+    """TRL's first step must have generated from exactly the token ids of rlkit's first step."""
     from transformers import AutoTokenizer
 
     from rlkit.data.stream import load_group
@@ -490,8 +564,34 @@ def check_same_prompts(cfg, runs: list[Run]) -> None:
     group = load_group(cfg.data)
     ours = prompt_ids(tok, {}, group.template, stream_problems(cfg, group, 1))
     ours = [p for p in ours for _ in range(cfg.trainer.group_size)]
-    same = ours == trl.prompt_ids
-    print(f"  same prompt token ids as TRL's first step: {'yes' if same else 'NO'}", flush=True)
+    print(f"  same prompt token ids as TRL's first step: {'yes' if ours == trl.prompt_ids else 'NO'}", flush=True)
+
+
+def bench_memory(ns, model_over, T: int, threads: int, overrides: list[str]) -> dict:
+    """Peak RSS (VmHWM) of each side alone, in its own process: 3 training steps, imports included."""
+    out = {}
+    for side in ("rlkit", "trl") if ns.trl else ("rlkit",):
+        cmd = [sys.executable, "-m", "rlkit.bench", "--_side", side, "--model", ns.model, "--tokens", str(T),
+               "--threads", str(threads), *overrides]
+        p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+        line = [x for x in p.stdout.splitlines() if x.startswith("{")]
+        if p.returncode != 0 or not line:
+            print(p.stderr[-2000:], file=sys.stderr)
+            out[side] = float("nan")
+            continue
+        out[side] = json.loads(line[-1])["maxrss_mb"]
+    return out
+
+
+def side_alone(ns) -> None:
+    """--_side: one side's 3-step run in this process; prints its peak RSS as JSON."""
+    model_dir, model_over = model_dirs(ns.model, max(ns.tokens))
+    cfg = step_cfg(ns, model_over, ns.tokens[0], ns.threads[0], ns.overrides, 3)
+    if ns._side == "rlkit":
+        run_rlkit(cfg, ns.threads[0], ns.tokens[0])
+    else:
+        run_trl(cfg, model_dir, ns.threads[0], ns.tokens[0], 3)
+    print(json.dumps({"maxrss_mb": peak_rss_mb()}))
 
 
 # ----------------------------------------------------------------------------------------- rollout
@@ -519,7 +619,7 @@ def bench_rollout(ns, overrides: list[str]) -> list[dict]:
             params = SamplingParams(T, cfg.rollout.temperature, cfg.rollout.top_p)
             engines = {"fast": FastEngine(model, tok), "hf_generate": HFEngine(model, tok)}
             rec = {k: [] for k in engines}
-            for name, eng in engines.items():  # warm-up (first-call allocations)
+            for eng in engines.values():  # warm-up (first-call allocations)
                 eng.generate(prompts, G, SamplingParams(8, cfg.rollout.temperature, cfg.rollout.top_p))
             for r in range(ns.reps):
                 for name in (list(engines) if r % 2 == 0 else list(engines)[::-1]):
@@ -627,10 +727,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--rounds", type=int, default=2, help="alternating rlkit/TRL runs (ABBA)")
     ap.add_argument("--reps", type=int, default=5, help="rollout section: interleaved repetitions")
     ap.add_argument("--startup-reps", type=int, default=3)
+    ap.add_argument("--no-memory", dest="memory", action="store_false",
+                    help="skip the per-side peak-RSS subprocesses of the step section")
     ap.add_argument("--json", type=Path, help="write all results here")
+    ap.add_argument("--_side", choices=("rlkit", "trl"), help=argparse.SUPPRESS)
     ns = ap.parse_args(argv)
     os.environ.setdefault("TQDM_DISABLE", "1")
     ns.threads = [t or int(os.environ.get("RLKIT_THREADS", 0)) or os.cpu_count() or 1 for t in ns.threads]
+    if ns._side:
+        side_alone(ns)
+        return {}
     sections = set(ns.only.split(","))
     results: dict = {"argv": sys.argv[1:], "cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg()}
     t0 = time.time()
@@ -641,7 +747,7 @@ def main(argv: list[str] | None = None) -> dict:
     if "step" in sections:
         results["step"] = bench_step(ns, ns.overrides)
     results["load_avg_end"] = os.getloadavg()
-    results["process_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    results["process_peak_rss_mb"] = peak_rss_mb()
     print(f"[bench] done in {time.time() - t0:.0f} s; load average {results['load_avg_start'][0]:.1f} -> "
           f"{results['load_avg_end'][0]:.1f} on {os.cpu_count()} cores", flush=True)
     if ns.json:

@@ -152,14 +152,14 @@ def check_scale(cfg: DictConfig) -> None:
     if stage not in (0, 1, 2, 3):
         raise ConfigError(f"model.resources.zero_stage={stage} (model={name}) must be 0, 1, 2 or 3")
     backend = resolve(cfg)
-    if backend == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
-        raise ConfigError(f"trainer.backend={cfg.trainer.backend} needs DeepSpeed (model={name} asks for ZeRO-{stage}): "
-                          "pip install 'rlkit[deepspeed]' (keep torch pinned in the same command)")
     if cfg.trainer.offload_optimizer and backend != "deepspeed":
         raise ConfigError("trainer.offload_optimizer=true needs trainer.backend=deepspeed")
     if backend == "deepspeed" and stage == 3 and cfg.curriculum.reset_ref:
         raise ConfigError("curriculum.reset_ref is not supported with ZeRO-3 (the reference is partitioned); "
                           "use model.resources.zero_stage=2 or reset_ref=false")
+    if backend == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError(f"model={name}: trainer.backend={cfg.trainer.backend} needs DeepSpeed (ZeRO-{stage}): "
+                          "pip install 'rlkit[deepspeed]' (keep torch pinned in the same command)")
     lora_rank = int(OmegaConf.select(cfg, "model.lora.rank", default=0) or 0)
     if lora_rank < 0:
         raise ConfigError(f"model.lora.rank={lora_rank} must be >= 0 (0 = full fine-tuning)")

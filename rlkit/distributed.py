@@ -174,10 +174,9 @@ class Dist:
 # metrics whose per-rank values are already shares of the global value (global denominators)
 SUMMED = {"actor/pg_loss", "actor/kl_loss", "actor/entropy", "actor/pg_clipfrac", "actor/ppo_kl", "critic/vf_loss"}
 # masked means over response tokens
-TOKEN_MEANS = {"critic/advantages/mean", "critic/returns/mean", "actor/kl_ref", "critic/values/mean",
-               "critic/vf_explained_var"}  # (explained variance: a token-weighted mean of per-rank values, approximate)
+TOKEN_MEANS = {"critic/advantages/mean", "critic/returns/mean", "actor/kl_ref", "critic/values/mean"}
 # identical on every rank (computed after a reduction, or from gathered data)
-SAME = {"actor/grad_norm", "actor/lr", "data/stage", "groups/resample_rounds"}
+SAME = {"actor/grad_norm", "actor/lr", "data/stage", "groups/resample_rounds", "critic/vf_explained_var"}
 
 
 def reduction(key: str) -> str:

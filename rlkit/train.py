@@ -244,10 +244,14 @@ def update(cfg, actor, critic, batch: Batch, old_logp, ref_logp, old_values, adv
     return {k: v / n_updates for k, v in sums.items()}
 
 
-def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
-    var_r = float(masked_mean((returns - masked_mean(returns, mask)) ** 2, mask))
-    resid = float(masked_mean((returns - values - masked_mean(returns - values, mask)) ** 2, mask))
-    return 1.0 - resid / var_r if var_r > 0 else 0.0
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, dist=None) -> float:
+    """1 - Var(returns - values) / Var(returns) over the valid tokens (of every rank: sums in float64)."""
+    e = returns - values
+    n, r1, r2, e1, e2 = (dist or distributed.Dist()).sum(mask.sum(), (returns * mask).sum(), (returns ** 2 * mask).sum(),
+                                                         (e * mask).sum(), (e ** 2 * mask).sum())
+    var_r = r2 / max(n, 1.0) - (r1 / max(n, 1.0)) ** 2
+    var_e = e2 / max(n, 1.0) - (e1 / max(n, 1.0)) ** 2
+    return 1.0 - var_e / var_r if var_r > 1e-12 else 0.0
 
 
 @torch.no_grad()
@@ -411,7 +415,7 @@ def train(cfg: DictConfig, tracker, ckpt_dir: Path, groups: list[DataGroup], sta
         if kl_tok is not None:
             m["actor/kl_ref"] = float(masked_mean(kl_tok, mask))
         if values is not None:
-            m["critic/vf_explained_var"] = explained_variance(values, returns, mask)
+            m["critic/vf_explained_var"] = explained_variance(values, returns, mask, dist)
             m["critic/values/mean"] = float(masked_mean(values, mask))
         if (step + 1) % t.eval_every == 0 or step + 1 == t.steps:
             policy.eval()

@@ -13,7 +13,7 @@ partition of the optimizer state; rank 0 writes the module states) under
 two newest tags are kept, so the tag state.pt names always exists.
 
 Verified on CPU with gloo under `torchrun --nproc_per_node 2` (DeepSpeed 0.19.8): ZeRO-2 and ZeRO-3
-match the single-process torch backend (tests/scale/test_deepspeed.py).
+match the single-process torch backend and resume (tests/scale/test_distributed.py).
 """
 from __future__ import annotations
 

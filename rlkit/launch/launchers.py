@@ -110,6 +110,7 @@ class SlurmMixin(_SubmititMixin):
         cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))  # type: ignore[attr-defined]
         params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
         params.pop("_target_", None)
+        params["tasks_per_node"] = max(1, int(params.get("tasks_per_node") or 1))  # = GPUs per node, 1 on CPU
         if not params.get("gpus_per_node"):  # --gpus-per-node=0 is rejected by clusters without GPU GRES
             params.pop("gpus_per_node", None)
         return {k: v for k, v in params.items() if v is not None}

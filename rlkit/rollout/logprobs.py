@@ -98,8 +98,9 @@ def shared_prefix_ok(model) -> bool:
     m = getattr(model, "model", None)
     if m is None or not hasattr(m, "layers") or not hasattr(model, "lm_head"):
         return False
-    if getattr(model, "is_gradient_checkpointing", False):
-        return False
+    name = "is_activation_checkpointing" if hasattr(model, "is_activation_checkpointing") else "is_gradient_checkpointing"
+    if getattr(model, name, False):
+        return False  # (recomputation is the HF forward's business)
     if model.training and float(getattr(model.config, "attention_dropout", 0.0) or 0.0) > 0:
         return False
     mods = [model, m, model.lm_head, m.embed_tokens, m.norm]
