@@ -656,20 +656,18 @@ def first_step_time(db: Path) -> tuple[float, float] | None:
 
 
 def import_breakdown(stderr: str) -> dict[str, float]:
-    """Seconds per top-level package from `-X importtime` output (cumulative time of its first import)."""
+    """Seconds per package from `-X importtime` output: the cumulative time of the line that first
+    imports the package itself (its dependencies not already loaded included)."""
     out: dict[str, float] = {}
     for line in stderr.splitlines():
-        if not line.startswith("import time:") or "|" not in line:
+        if not line.startswith("import time:"):
             continue
-        try:
-            _, cum, name = (x.strip() for x in line[len("import time:"):].split("|"))
-            cum_us = int(cum)
-        except ValueError:
+        parts = line[len("import time:"):].split("|")
+        if len(parts) != 3 or not parts[1].strip().isdigit():
             continue
-        indent = len(name) - len(name.lstrip())
-        top = name.strip().split(".")[0]
-        if top in IMPORT_GROUPS and (indent == 1 or top not in out):
-            out[top] = max(out.get(top, 0.0), cum_us / 1e6) if indent == 1 else cum_us / 1e6
+        name = parts[2].strip()
+        if name in IMPORT_GROUPS:
+            out[name] = max(out.get(name, 0.0), int(parts[1]) / 1e6)
     return out
 
 

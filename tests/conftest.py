@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("RLKIT_DATA_DIR", REPO.parent / "shared" / "data"))
+_CANDIDATES = [os.environ.get("RLKIT_DATA_DIR"), REPO.parent / "shared" / "data", "/work/shared/data"]
+DATA = next((Path(c) for c in _CANDIDATES if c and Path(c).is_dir()), REPO.parent / "shared" / "data")
 os.environ.setdefault("RLKIT_DATA_DIR", str(DATA))
 
 
