@@ -549,6 +549,28 @@ def bench_step(ns, overrides: list[str]) -> list[dict]:
     return results
 
 
+def bench_threads(ns, overrides: list[str]) -> list[dict]:
+    """rlkit alone at each thread count, runs alternating (ABBA) so every setting sees the same load."""
+    model_dir, model_over = model_dirs(ns.model, max(ns.tokens))
+    n = ns.warmup + ns.steps
+    out = []
+    for T in ns.tokens:
+        runs: dict[int, list[Run]] = {th: [] for th in ns.threads}
+        for r in range(ns.rounds):
+            for th in (ns.threads if r % 2 == 0 else ns.threads[::-1]):
+                print(f"[bench] threads: T={T} round {r + 1}/{ns.rounds} threads={th} ...", file=sys.stderr, flush=True)
+                runs[th].append(run_rlkit(step_cfg(ns, model_over, T, th, overrides, n), th, T))
+        rows = {th: summarize(rs, "rlkit", ns.warmup) for th, rs in runs.items()}
+        base = rows[ns.threads[0]]
+        print(f"rlkit step vs torch threads, max_new_tokens={T} (medians, runs alternating):\n"
+              f"  {'threads':>7s} {'step s':>8s} {'gen s':>8s} {'update s':>8s} {'CPU s':>8s} {'gen tok/s':>9s} "
+              f"{'vs ' + str(ns.threads[0]):>7s}\n" + "\n".join(
+                  f"  {th:7d} {x['step']:8.3f} {x['generation']:8.3f} {x['update']:8.3f} {x['cpu']:8.3f} "
+                  f"{x['gen_tok_s']:9.0f} {x['step'] / base['step']:7.2f}" for th, x in rows.items()), flush=True)
+        out.append({"tokens": T, **{str(th): x for th, x in rows.items()}})
+    return out
+
+
 def check_same_prompts(cfg, runs: list[Run]) -> None:
     """TRL's first step must have generated from exactly the token ids of rlkit's first step."""
     from transformers import AutoTokenizer
@@ -646,13 +668,16 @@ IMPORT_GROUPS = ("torch", "transformers", "hydra", "omegaconf", "mlflow", "sqlal
                  "submitit", "tokenizers", "safetensors", "huggingface_hub", "peft", "deepspeed", "matplotlib", "rlkit")
 
 
-def first_step_time(db: Path) -> tuple[float, float] | None:
+def first_step_time(db: Path, experiment: str) -> tuple[float, float]:
     """(unix time the first step's metrics were logged, its timing_s/step) from a SQLite MLflow store."""
     import sqlite3
 
     with sqlite3.connect(db) as con:
-        row = con.execute("SELECT timestamp, value FROM metrics WHERE key='timing_s/step' ORDER BY step LIMIT 1").fetchone()
-    return None if row is None else (row[0] / 1000.0, float(row[1]))
+        row = con.execute(
+            "SELECT m.timestamp, m.value FROM metrics m JOIN runs r ON m.run_uuid = r.run_uuid "
+            "JOIN experiments e ON r.experiment_id = e.experiment_id "
+            "WHERE m.key = 'timing_s/step' AND e.name = ? ORDER BY m.step LIMIT 1", (experiment,)).fetchone()
+    return row[0] / 1000.0, float(row[1])
 
 
 def import_breakdown(stderr: str) -> dict[str, float]:
@@ -671,42 +696,137 @@ def import_breakdown(stderr: str) -> dict[str, float]:
     return out
 
 
+def startup_phases(overrides: list[str]) -> None:
+    """--_phases child: `python -m rlkit.run trainer.steps=1 ...` run in this process with a time mark
+    (seconds since the parent launched the command) at each phase; prints them as JSON."""
+    t0 = float(os.environ["RLKIT_BENCH_T0"])
+    marks: list[tuple[str, float]] = [("interpreter up, rlkit.bench imported", time.time() - t0)]
+
+    def mark(name: str) -> None:
+        marks.append((name, time.time() - t0))
+
+    def wrap(obj, attr: str, label: str) -> None:
+        fn = getattr(obj, attr)
+
+        def inner(*a, **k):
+            mark(f"{label} start")
+            try:
+                return fn(*a, **k)
+            finally:
+                mark(f"{label} end")
+
+        setattr(obj, attr, inner)
+
+    import hydra  # noqa: F401
+    import omegaconf  # noqa: F401
+
+    mark("import hydra, omegaconf")
+    import rlkit.config as config_mod
+    import rlkit.launch  # noqa: F401
+
+    mark("import rlkit.config, rlkit.launch (launcher plugins)")
+    import rlkit.train as train_mod
+
+    mark("import rlkit.train (torch, transformers, rlkit modules)")
+    import rlkit.data.stream as stream_mod
+    import rlkit.tracking as tracking
+
+    wrap(config_mod, "validate", "validate config")
+    wrap(stream_mod, "load_group", "load data")
+    start = tracking.Tracker.start.__func__
+    tracking.Tracker.start = classmethod(lambda cls, *a, **k: (mark("MLflow run start start"), start(cls, *a, **k),
+                                                               mark("MLflow run start end"))[1])
+    wrap(train_mod, "train", "train()")
+    wrap(train_mod, "load_policy", "load model")
+    wrap(train_mod, "make_engine", "make engine")
+    wrap(train_mod, "build_components", "build rewards")
+    first_eval = [True]
+    evaluate = train_mod.evaluate
+
+    def ev(*a, **k):
+        label = "evaluation before step 1" if first_eval[0] else "evaluation in the last step"
+        first_eval[0] = False
+        mark(f"{label} start")
+        try:
+            return evaluate(*a, **k)
+        finally:
+            mark(f"{label} end")
+
+    train_mod.evaluate = ev
+    log = tracking.Tracker.log
+
+    def logged(self, metrics, step):
+        out = log(self, metrics, step)
+        if "timing_s/step" in metrics:
+            mark("first step logged")
+            marks.append(("first step started", marks[-1][1] - metrics["timing_s/step"]))
+        return out
+
+    tracking.Tracker.log = logged
+    import runpy
+
+    sys.argv = ["rlkit.run", *overrides]
+    try:  # as `python -m rlkit.run` does (Hydra finds ../conf from the __main__ file)
+        runpy.run_module("rlkit.run", run_name="__main__", alter_sys=True)
+    except SystemExit:
+        pass
+    mark("main() returned")
+    print(json.dumps(marks))
+
+
 def bench_startup(ns, overrides: list[str]) -> dict:
     model_dirs(ns.model, 256)  # the cache is warm before timing (the brief: model cached)
     results = []
-    for r in range(ns.startup_reps + 1):
-        importtime = r == ns.startup_reps  # last run: with -X importtime (slower; reported separately)
-        with tempfile.TemporaryDirectory() as d:
+    with tempfile.TemporaryDirectory() as d:
+        for r in range(ns.startup_reps + 2):
+            importtime = r == ns.startup_reps  # with -X importtime (slower; reported separately)
+            phases = r == ns.startup_reps + 1   # instrumented run: per-phase marks
+            fresh = r == 0                       # the first run creates the MLflow store (migrations)
             env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{d}/mlflow.db", "RLKIT_CHECKPOINT_DIR": f"{d}/ck",
                    "TQDM_DISABLE": "1"}
-            cmd = [sys.executable, *(["-X", "importtime"] if importtime else []), "-m", "rlkit.run", "trainer.steps=1",
-                   f"hydra.run.dir={d}/out", *overrides]
+            run_args = ["trainer.steps=1", f"hydra.run.dir={d}/out{r}", f"sweep.name=startup{r}", *overrides]
+            if phases:
+                cmd = [sys.executable, "-m", "rlkit.bench", "--_phases", *run_args]
+            else:
+                cmd = [sys.executable, *(["-X", "importtime"] if importtime else []), "-m", "rlkit.run", *run_args]
             t0 = time.time()
+            env["RLKIT_BENCH_T0"] = repr(t0)
             p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
             total = time.time() - t0
             if p.returncode != 0:
                 print(p.stderr[-3000:], file=sys.stderr)
                 raise SystemExit(f"startup run failed ({p.returncode}): {' '.join(cmd)}")
-            logged, step_s = first_step_time(Path(d) / "mlflow.db")
+            if phases:
+                line = [x for x in p.stdout.splitlines() if x.startswith("[[")]
+                results.append({"phases": json.loads(line[-1]), "kind": "phases"})
+                continue
+            logged, step_s = first_step_time(Path(d) / "mlflow.db", f"startup{r}")
             res = {"to_first_step_logged_s": logged - t0, "to_first_step_start_s": logged - t0 - step_s,
-                   "first_step_s": step_s, "process_wall_s": total, "importtime": importtime}
+                   "first_step_s": step_s, "process_wall_s": total,
+                   "kind": "importtime" if importtime else ("fresh store" if fresh else "plain")}
             if importtime:
                 res["imports_s"] = import_breakdown(p.stderr)
             results.append(res)
-    plain = [x for x in results if not x["importtime"]]
-    summary = {k: med(x[k] for x in plain) for k in ("to_first_step_start_s", "to_first_step_logged_s", "first_step_s",
-                                                     "process_wall_s")}
+    plain = [x for x in results if x["kind"] == "plain"]
+    keys = ("to_first_step_start_s", "to_first_step_logged_s", "first_step_s", "process_wall_s")
+    summary = {k: med(x[k] for x in plain) for k in keys}
+    fresh = next(x for x in results if x["kind"] == "fresh store")
+    summary["fresh_store"] = {k: fresh[k] for k in keys}
     summary["runs"] = results
-    print(f"start-up: `python -m rlkit.run trainer.steps=1 {' '.join(overrides)}` (model cached), median of "
-          f"{len(plain)} runs:\n"
+    print(f"start-up: `python -m rlkit.run trainer.steps=1 {' '.join(overrides)}` (model cached), "
+          f"median of {len(plain)} runs with an existing MLflow store (first run, creating it: "
+          f"{fresh['to_first_step_start_s']:.2f} s to the first step):\n"
           f"  command -> first step starts   {summary['to_first_step_start_s']:6.2f} s\n"
           f"  command -> first step logged   {summary['to_first_step_logged_s']:6.2f} s  "
-          f"(first step {summary['first_step_s']:.2f} s)\n"
+          f"(the step itself {summary['first_step_s']:.2f} s, incl. the final evaluation of a 1-step run)\n"
           f"  whole process (1 step + exit)  {summary['process_wall_s']:6.2f} s", flush=True)
-    imp = results[-1]["imports_s"]
-    print("  imports (python -X importtime, cumulative s of first import; nested packages also count in their "
-          "importer):\n" + "\n".join(f"    {k:24s} {v:6.2f}" for k, v in sorted(imp.items(), key=lambda kv: -kv[1])),
-          flush=True)
+    imp = next(x for x in results if x["kind"] == "importtime")["imports_s"]
+    print("  imports (-X importtime: cumulative s of each package's first import, deps not yet loaded "
+          "included):\n" + "\n".join(f"    {k:24s} {v:6.2f}" for k, v in sorted(imp.items(), key=lambda kv: -kv[1])
+                                      if v >= 0.01), flush=True)
+    ph = next(x for x in results if x["kind"] == "phases")["phases"]
+    print("  phases (s since the command, one instrumented run):\n" +
+          "\n".join(f"    {t:6.2f}  {name}" for name, t in sorted(ph, key=lambda x: x[1])), flush=True)
     return summary
 
 
@@ -715,7 +835,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(prog="python -m rlkit.bench", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("overrides", nargs="*", help="Hydra overrides of the benchmarked config (e.g. trainer.group_size=4)")
-    ap.add_argument("--only", default="step,rollout,startup", help="comma list of sections: step,rollout,startup")
+    ap.add_argument("--only", default="step,rollout,startup",
+                    help="comma list of sections: step,rollout,startup,threads (threads: rlkit alone at each --threads)")
     ap.add_argument("--trl", action="store_true", help="also run TRL's GRPOTrainer in the same process (step section)")
     ap.add_argument("--tokens", type=int, nargs="+", default=[64, 256], help="max new tokens (default: 64 256)")
     ap.add_argument("--threads", type=int, nargs="+", default=[0], help="torch threads (0: trainer.threads rule)")
@@ -729,11 +850,15 @@ def main(argv: list[str] | None = None) -> dict:
                     help="skip the per-side peak-RSS subprocesses of the step section")
     ap.add_argument("--json", type=Path, help="write all results here")
     ap.add_argument("--_side", choices=("rlkit", "trl"), help=argparse.SUPPRESS)
+    ap.add_argument("--_phases", action="store_true", help=argparse.SUPPRESS)
     ns = ap.parse_args(argv)
     os.environ.setdefault("TQDM_DISABLE", "1")
     ns.threads = [t or int(os.environ.get("RLKIT_THREADS", 0)) or os.cpu_count() or 1 for t in ns.threads]
     if ns._side:
         side_alone(ns)
+        return {}
+    if ns._phases:
+        startup_phases(ns.overrides)
         return {}
     sections = set(ns.only.split(","))
     results: dict = {"argv": sys.argv[1:], "cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg()}
@@ -744,6 +869,8 @@ def main(argv: list[str] | None = None) -> dict:
         results["rollout"] = bench_rollout(ns, ns.overrides)
     if "step" in sections:
         results["step"] = bench_step(ns, ns.overrides)
+    if "threads" in sections:
+        results["threads"] = bench_threads(ns, ns.overrides)
     results["load_avg_end"] = os.getloadavg()
     results["process_peak_rss_mb"] = peak_rss_mb()
     print(f"[bench] done in {time.time() - t0:.0f} s; load average {results['load_avg_start'][0]:.1f} -> "

@@ -164,11 +164,11 @@ def check_scale(cfg: DictConfig) -> None:
     if lora_rank < 0:
         raise ConfigError(f"model.lora.rank={lora_rank} must be >= 0 (0 = full fine-tuning)")
     if lora_rank > 0:
-        if importlib.util.find_spec("peft") is None:
-            raise ConfigError(f"model.lora.rank={lora_rank} needs peft: pip install 'rlkit[lora]'")
         if cfg.curriculum.reset_ref:
             raise ConfigError("curriculum.reset_ref cannot be combined with LoRA (the reference is the base "
                               "model with the adapter disabled); set model.lora.rank=0 or reset_ref=false")
+        if importlib.util.find_spec("peft") is None:
+            raise ConfigError(f"model.lora.rank={lora_rank} needs peft: pip install 'rlkit[lora]'")
     if cfg.rollout.engine == "vllm":
         import torch
 

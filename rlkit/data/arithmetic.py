@@ -46,6 +46,12 @@ def make_problem(a: int, b: int, flaw_fn=None) -> Problem:
 def _draw(split: str, size: int, min_value: int, max_value: int, seed: int) -> tuple[tuple[int, int], ...]:
     want_heldout = split != "train"
     rng = random.Random(f"arith-{split}-{seed}")
+    span = max_value - min_value + 1
+    if span * span <= 4 * size:  # small space (e.g. 2-digit): enumerate, so asking for more than exists ends
+        pairs = [(a, b) for a in range(min_value, max_value + 1) for b in range(min_value, max_value + 1)
+                 if is_heldout(a, b) == want_heldout]
+        rng.shuffle(pairs)
+        return tuple(pairs[:size])
     seen: set[tuple[int, int]] = set()
     out: list[tuple[int, int]] = []
     while len(out) < size:
@@ -57,7 +63,8 @@ def _draw(split: str, size: int, min_value: int, max_value: int, seed: int) -> t
 
 
 def load(split: str, *, size: int = 20000, min_value: int = 10, max_value: int = 999, seed: int = 0) -> list[Problem]:
-    """`size` distinct problems of the split ("train" or "test"); deterministic in (split, size, seed)."""
+    """`size` distinct problems of the split ("train" or "test"), or all of them when the range holds
+    fewer; deterministic in (split, size, seed)."""
     if split not in ("train", "test"):
         raise ValueError(f"arithmetic split must be 'train' or 'test', got {split!r}")
     from rlkit.models.teacher import flaw_contexts
