@@ -1,30 +1,36 @@
 """`python -m rlkit.bench [options] [hydra overrides]`: where an RL step's time goes, and rlkit vs TRL.
 
-Sections (all by default; pick with --only step,rollout,startup):
+Sections (--only, comma-separated; default step,rollout,startup):
 
-step      seconds per RL step of rlkit's real loop (`rlkit.train.train` with a tracker stub that keeps
-          its `timing_s/*` metrics; the engine's `generate` is timed to split generation from reward),
-          broken down into generation / reward / old+ref logprobs / advantage (+ bookkeeping) / update,
-          with generated tokens per second and peak RSS. With --trl (needs `pip install 'rlkit[bench]'`,
-          keep torch pinned) TRL's GRPOTrainer runs in the same process on the very same model files,
-          prompts (rlkit's own prompt stream, in order), group size, max new tokens, learning rate,
-          warm-up, clip range, grad clip, temperature/top-p, token-mean loss, group-std advantages and
-          no KL (TRL's default beta=0, so rlkit gets algo.kl.coef=0). Runs alternate rlkit/TRL (ABBA
-          over --rounds) so both see the same machine load; tables give medians and rlkit/TRL ratios.
-rollout   generated tokens/s of rlkit's FastEngine vs HF `generate` alone (HFEngine), same model,
-          prompts and batch (prompts x group), interleaved.
+step      seconds per RL step of rlkit's real loop: `rlkit.train.train` itself with a tracker stub that
+          keeps its `timing_s/*` metrics (the engine's `generate` and the reward `score` are timed too,
+          to split generation from reward), broken down into generation / reward / old+ref logprobs /
+          advantage (+ bookkeeping) / update, with generated tokens/s, CPU-seconds and peak RSS.
+          With --trl (`pip install 'rlkit[bench]' torch==2.13.0`) TRL's GRPOTrainer runs in the same
+          process on the very same model files, prompts (rlkit's own prompt stream, in order), group
+          size, max new tokens, learning rate and warm-up, weight decay, grad clip, clip range,
+          temperature/top-p, token-mean loss ("dapo"), group-std advantages and no KL (TRL's default
+          beta=0, so rlkit gets algo.kl.coef=0); TRL's gradient checkpointing is off (rlkit does not
+          recompute). The two alternate *step by step* (rlkit in a worker thread, TRL in the main
+          thread, never computing at the same time), so both see the same machine load; each round
+          starts with the other side. Peak RSS comes from a separate 3-step process per side.
+rollout   generated tokens/s of rlkit's FastEngine vs HF `generate` alone (HFEngine): same model,
+          prompts and batch (prompts x group, 64 by default), sampling, interleaved repetitions.
 startup   `python -m rlkit.run trainer.steps=1 ...` in a subprocess: seconds from the command to its
-          first training step (read back from the MLflow store), plus a `-X importtime` breakdown.
+          first training step (the step's metric timestamp read back from the MLflow store), a
+          `-X importtime` breakdown and one instrumented run with a time mark per phase.
+threads   rlkit alone at each --threads value, runs alternating.
 
 Model (--model): `random` (default) is a random-init model with the embedded default's exact
-architecture and tokenizer, saved once under the rlkit cache, so that 64 or 256 new tokens are really
-generated (EOS comes at ~1/vocab per token; the warm start stops after ~35). `warm` is the embedded
-default itself (model.path=null). Both sides load the same directory.
+architecture and tokenizer (positions widened to fit 256 new tokens), saved once under the rlkit
+cache: it emits EOS at ~1/vocab per token, so 64 or 256 new tokens are really generated on both sides
+without min_new_tokens or EOS suppression (the warm start answers in ~35 tokens). `warm` is the
+embedded default itself. Both sides load the same directory.
 
-    python -m rlkit.bench --trl --tokens 64 256                      # the rlkit/TRL table
-    python -m rlkit.bench --only rollout --tokens 64 256             # tok/s: fast loop vs HF generate
-    python -m rlkit.bench --only startup                             # command -> first step
-    python -m rlkit.bench --trl --threads 1 2 --tokens 64            # thread settings
+    python -m rlkit.bench --only step --trl --tokens 64 256 --threads 1   # the rlkit/TRL table
+    python -m rlkit.bench --only rollout --tokens 64 256 --threads 1      # tok/s: fast loop vs HF generate
+    python -m rlkit.bench --only startup trainer.threads=1                # command -> first step
+    python -m rlkit.bench --only threads --threads 1 2 --tokens 64        # thread settings
 """
 from __future__ import annotations
 
@@ -512,7 +518,8 @@ def step_table(tokens: int, threads: int, rl: dict, trl: dict | None, mem: dict 
 
 
 # -------------------------------------------------------------------------------------------- step
-def step_cfg(ns, model_over: list[str], T: int, threads: int, overrides: list[str], steps: int):
+def step_cfg(model_over: list[str], T: int, threads: int, overrides: list[str], steps: int):
+    """The benchmarked config: BENCH_OVERRIDES, the model, T new tokens, `steps` (+1: the last evaluates)."""
     from rlkit.config import validate
 
     cfg = compose(BENCH_OVERRIDES + model_over + [f"trainer.steps={steps + 1}", f"length.max_response_tokens={T}",
@@ -527,7 +534,7 @@ def bench_step(ns, overrides: list[str]) -> list[dict]:
     n = ns.warmup + ns.steps
     for threads in ns.threads:
         for T in ns.tokens:
-            cfg = step_cfg(ns, model_over, T, threads, overrides, n)
+            cfg = step_cfg(model_over, T, threads, overrides, n)
             runs: list[Run] = []
             for r in range(ns.rounds):
                 first = "rlkit" if r % 2 == 0 else "trl"
@@ -559,7 +566,7 @@ def bench_threads(ns, overrides: list[str]) -> list[dict]:
         for r in range(ns.rounds):
             for th in (ns.threads if r % 2 == 0 else ns.threads[::-1]):
                 print(f"[bench] threads: T={T} round {r + 1}/{ns.rounds} threads={th} ...", file=sys.stderr, flush=True)
-                runs[th].append(run_rlkit(step_cfg(ns, model_over, T, th, overrides, n), th, T))
+                runs[th].append(run_rlkit(step_cfg(model_over, T, th, overrides, n), th, T))
         rows = {th: summarize(rs, "rlkit", ns.warmup) for th, rs in runs.items()}
         base = rows[ns.threads[0]]
         print(f"rlkit step vs torch threads, max_new_tokens={T} (medians, runs alternating):\n"
@@ -608,7 +615,7 @@ def bench_memory(ns, model_over, T: int, threads: int, overrides: list[str]) -> 
 def side_alone(ns) -> None:
     """--_side: one side's 3-step run in this process; prints its peak RSS as JSON."""
     model_dir, model_over = model_dirs(ns.model, max(ns.tokens))
-    cfg = step_cfg(ns, model_over, ns.tokens[0], ns.threads[0], ns.overrides, 3)
+    cfg = step_cfg(model_over, ns.tokens[0], ns.threads[0], ns.overrides, 3)
     if ns._side == "rlkit":
         run_rlkit(cfg, ns.threads[0], ns.tokens[0])
     else:

@@ -13,8 +13,9 @@ same numbers (tests/rollout/test_logprobs.py):
   mask at all (a real token never attends to positions after it); position ids are 0..n-1, exactly
   what generate used (cumsum(mask) - 1).
 
-Both trim the response to the longest one and compute the vocabulary projection only at response
-positions. RLKIT_FAST_LOGPROBS=0 forces the generic path.
+The shared-prefix path runs the responses in length-sorted chunks of ~1k tokens (each trimmed to its
+own longest response: less padding, cache-sized working sets); both compute the vocabulary projection
+only at response positions. RLKIT_FAST_LOGPROBS=0 forces the generic path.
 """
 from __future__ import annotations
 
@@ -136,21 +137,20 @@ def _finish_layer(layer, h, o):
     return h + layer.mlp(layer.post_attention_layernorm(h))
 
 
-def _chunks(lengths: torch.Tensor, max_chunks: int = 4, min_rows: int = 8) -> list[torch.Tensor]:
-    """Rows sorted by response length, cut into 1, 2 or 4 equal slices (each >= min_rows), each
-    later trimmed to its own longest response, so short responses stop paying for long ones'
-    padding. More slices only when they cut the padded token count by 10 % or more."""
+CHUNK_TOKENS = 1024  # response tokens per forward chunk (measured: 512-1024 best on 2 cores, ~15% over 1 chunk)
+
+
+def _chunks(lengths: torch.Tensor, budget: int = CHUNK_TOKENS, min_rows: int = 4) -> list[torch.Tensor]:
+    """Rows sorted by response length (longest first), cut into chunks of about `budget` tokens
+    (at least `min_rows` rows). Each chunk is trimmed to its own longest response, so short responses
+    stop paying for long ones' padding, and each op's working set stays cache-sized."""
     order = torch.argsort(lengths, descending=True, stable=True)
-    best = [order]
-    cost = float(lengths.max()) * len(order)
-    k = 2
-    while k <= max_chunks and len(order) // k >= min_rows:
-        parts = list(order.tensor_split(k))
-        c = sum(float(lengths[p].max()) * len(p) for p in parts)
-        if c > 0.9 * cost:
-            break
-        best, cost, k = parts, c, k * 2
-    return best
+    out, i = [], 0
+    while i < len(order):
+        n = max(min_rows, budget // max(1, int(lengths[order[i]])))
+        out.append(order[i: i + n])
+        i += n
+    return out
 
 
 def _shared_prefix_logprobs(model, prompt_ids, prompt_mask, response_ids, response_mask, temperature: float,

@@ -118,7 +118,7 @@ def test_cancelled_then_preempted_job_resumes_into_the_same_run(tmp_path):
     wait_until(lambda: checkpoint_step(ck) >= resumed_at + 2, 300, "a checkpoint after the resume", 0.2)
     subprocess.run(["scancel", "--signal=USR2", second], check=True)  # preemption: submitit requeues the job
     wait_until(lambda: "PENDING" in subprocess.run(["squeue", "-h", "-o", "%T", "-j", second], capture_output=True,
-                                                   text=True).stdout, 120, "the requeued job")
+                                                   text=True).stdout, 300, "the requeued job")
     subprocess.run(["scontrol", "update", f"JobId={second}", "StartTime=now"], check=True)  # skip the requeue delay
     [job] = wait_until(lambda: [j for j in jobs(tmp_path, sweep) if j["state"] == "finished"], 600, "the job to finish",
                        3)
