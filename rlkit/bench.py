@@ -445,6 +445,14 @@ def run_trl(cfg, model_dir: Path, threads: int, tokens: int, steps: int, baton=N
 def run_pair(cfg, model_dir: Path, threads: int, tokens: int, trl_steps: int, first: str) -> tuple[Run, Run]:
     """rlkit (worker thread) and TRL (main thread: transformers' Trainer may install signal handlers)
     alternating step by step."""
+    # import everything both sides use before the second thread starts (transformers' lazy module
+    # attributes are not safe to resolve from two threads at once)
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, TrainerCallback  # noqa: F401
+    from trl import GRPOConfig, GRPOTrainer  # noqa: F401
+
+    import rlkit.train  # noqa: F401
+    from rlkit.rollout import fast, hf, logprobs  # noqa: F401
+
     baton = Baton(first)
     box: dict = {}
 
@@ -499,7 +507,7 @@ def _fmt(x: float) -> str:
 
 def step_table(tokens: int, threads: int, rl: dict, trl: dict | None, mem: dict | None = None) -> str:
     head = f"max_new_tokens={tokens}, threads={threads}: medians over {rl['n']} rlkit" + \
-        (f" / {trl['n']} TRL steps (alternating step by step)" if trl else " steps")
+        (f" / {trl['n']} TRL steps" if trl else " steps")
     lines = [head, f"  {'':34s} {'rlkit':>10s}" + (f" {'TRL':>10s} {'rlkit/TRL':>10s}" if trl else "")]
     for label, key in ROWS:
         a = rl[key]
@@ -536,22 +544,29 @@ def bench_step(ns, overrides: list[str]) -> list[dict]:
         for T in ns.tokens:
             cfg = step_cfg(model_over, T, threads, overrides, n)
             runs: list[Run] = []
+            mode = ns.interleave or ("step" if threads == 1 else "run")
             for r in range(ns.rounds):
                 first = "rlkit" if r % 2 == 0 else "trl"
                 print(f"[bench] T={T} threads={threads} round {r + 1}/{ns.rounds}: "
-                      f"{'rlkit and TRL, alternating steps' if ns.trl else 'rlkit'} ...", file=sys.stderr, flush=True)
-                if ns.trl:
+                      f"{'rlkit and TRL, alternating ' + mode + 's' if ns.trl else 'rlkit'} ...", file=sys.stderr,
+                      flush=True)
+                if ns.trl and mode == "step":
                     runs += run_pair(cfg, model_dir, threads, T, n, first)
+                elif ns.trl:  # whole runs, ABBA, both in the main thread
+                    for side in (first, Baton.other(first)):
+                        runs.append(run_rlkit(cfg, threads, T) if side == "rlkit"
+                                    else run_trl(cfg, model_dir, threads, T, n))
+                        gc.collect()
                 else:
                     runs.append(run_rlkit(cfg, threads, T))
                 gc.collect()
             mem = bench_memory(ns, model_over, T, threads, overrides) if ns.memory else None
             rl = summarize(runs, "rlkit", ns.warmup)
             trl = summarize(runs, "trl", ns.warmup) if ns.trl else None
-            print(step_table(T, threads, rl, trl, mem), flush=True)
+            print(step_table(T, threads, rl, trl, mem) + (f"\n  (rlkit and TRL alternating {mode} by {mode})" if ns.trl else ""), flush=True)
             if ns.trl:
                 check_same_prompts(cfg, runs)
-            results.append({"tokens": T, "threads": threads, "rlkit": rl, "trl": trl, "peak_rss_mb": mem,
+            results.append({"tokens": T, "threads": threads, "interleave": mode, "rlkit": rl, "trl": trl, "peak_rss_mb": mem,
                             "raw": [{"side": r.side, "steps": r.steps} for r in runs]})
     return results
 
@@ -850,7 +865,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--model", choices=("random", "warm"), default="random")
     ap.add_argument("--steps", type=int, default=4, help="measured steps per run")
     ap.add_argument("--warmup", type=int, default=1, help="steps dropped at the start of each run")
-    ap.add_argument("--rounds", type=int, default=2, help="alternating rlkit/TRL runs (ABBA)")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of rlkit + TRL (each round starts with the other)")
+    ap.add_argument("--interleave", choices=("step", "run"),
+                    help="alternate rlkit and TRL step by step (rlkit in a worker thread; default at 1 thread) or "
+                         "run by run (default at >1 thread: each Python thread gets its own OpenMP pool, whose "
+                         "spinning workers would steal cores from the other side's)")
     ap.add_argument("--reps", type=int, default=5, help="rollout section: interleaved repetitions")
     ap.add_argument("--startup-reps", type=int, default=3)
     ap.add_argument("--no-memory", dest="memory", action="store_false",

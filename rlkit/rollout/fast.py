@@ -1,12 +1,14 @@
 """A lean decoding loop for Qwen2/Llama-family models on the CPU.
 
-HF `generate` spends most of a tiny model's decoding step in Python (logits processors, cache
-objects, mask building: about 7 ms a step measured here). This engine reads the model's own weights
-and runs the same maths with as few tensor ops per step as it can:
+HF `generate` spends most of a tiny model's decoding step outside the maths (logits processors,
+cache objects, mask building, `multinomial`). This engine reads the model's own weights and runs the
+same maths with as few tensor ops per step as it can (measured on 2 cores, 1 thread, batch 64: 21k vs
+9.4k generated tok/s at 64 new tokens, 13.6k vs 4.8k at 256; `python -m rlkit.bench --only rollout`):
 
 - one preallocated KV cache per layer, [B, kv_heads, prompt + max_new, head_dim], written in place;
 - q/k/v and gate/up projections fused into one matmul each (weights concatenated once per call,
   so an optimizer step in between is always seen);
+- each prompt prefilled once for its n samples (a GRPO group shares it);
 - rotary cos/sin computed once per call by the model's own rotary module and indexed by position;
 - decode attention as two batched matmuls over the cache prefix (a view, no copy; GQA by grouping
   query heads per kv head) with an additive mask that only hides the prompts' left padding;

@@ -80,12 +80,10 @@ def token_logprobs(model, prompt_ids, prompt_mask, response_ids, response_mask, 
 
 
 # ------------------------------------------------------------------------------------ shared prefix
-_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj")
-_MLP = ("gate_proj", "up_proj", "down_proj")
-
-
 def shared_prefix_ok(model) -> bool:
-    """A plain (unwrapped, unhooked) transformers Qwen2/Llama causal LM whose layers we can drive."""
+    """A plain transformers Qwen2/Llama causal LM (not wrapped by DeepSpeed/autocast/peft) without
+    hooks on the modules this path bypasses (the model, its decoder, layers and attention blocks; the
+    norms, projections and MLPs are called as modules, so their hooks and adapters still run)."""
     if os.environ.get("RLKIT_FAST_LOGPROBS", "1") == "0":
         return False
     from rlkit.rollout import fast
@@ -104,14 +102,8 @@ def shared_prefix_ok(model) -> bool:
         return False  # (recomputation is the HF forward's business)
     if model.training and float(getattr(model.config, "attention_dropout", 0.0) or 0.0) > 0:
         return False
-    mods = [model, m, model.lm_head, m.embed_tokens, m.norm]
-    for layer in m.layers:
-        mods += [layer, layer.self_attn, layer.mlp, layer.input_layernorm, layer.post_attention_layernorm]
-        mods += [getattr(layer.self_attn, n) for n in _LINEARS] + [getattr(layer.mlp, n) for n in _MLP]
-    for mod in mods[2:]:
-        if isinstance(mod, torch.nn.Linear) and type(mod) is not torch.nn.Linear:
-            return False  # adapter layers (LoRA) or quantized linears
-    return not any(mod._forward_hooks or mod._forward_pre_hooks for mod in mods)
+    bypassed = [model, m, *m.layers, *(layer.self_attn for layer in m.layers)]
+    return not any(mod._forward_hooks or mod._forward_pre_hooks for mod in bypassed)
 
 
 def _rope(x, cos, sin):
