@@ -417,15 +417,15 @@ def train(cfg: DictConfig, tracker, ckpt_dir: Path, groups: list[DataGroup], sta
         if values is not None:
             m["critic/vf_explained_var"] = explained_variance(values, returns, mask, dist)
             m["critic/values/mean"] = float(masked_mean(values, mask))
+        m["timing_s/step"] = time.perf_counter() - t_step  # the RL step alone; evaluation is timing_s/eval
+        m["perf/throughput"] = float(lengths.sum()) / m["timing_s/step"]
         if (step + 1) % t.eval_every == 0 or step + 1 == t.steps:
             policy.eval()
-            with actor.gathered():
+            with timer(m, "timing_s/eval"), actor.gathered():
                 vm, samples = evaluate(cfg, engine, tokenizer, cache, eval_groups, components, step + 1, dist)
             m.update(vm)
             last_val = vm.get("val/acc", last_val)
             tracker.log_text("\n".join(samples), f"samples/step_{step + 1:05d}.md")
-        m["timing_s/step"] = time.perf_counter() - t_step
-        m["perf/throughput"] = float(lengths.sum()) / m["timing_s/step"]
         m = dist.reduce_metrics(m, n_seqs=len(batch.problems), n_tokens=float(mask.sum()))  # (world 1: as is)
         tracker.log(m, step + 1)
         bar.set_postfix(reward=f"{m['critic/score/mean']:.3f}", len=f"{m['response_length/mean']:.1f}",
