@@ -89,6 +89,13 @@ class Dist:
             else:
                 p.grad.copy_(g)
 
+    def close(self) -> None:
+        """Leave the process group once every rank is done: a group left to interpreter shutdown can abort
+        a rank ("terminate called without an active exception") after a run that otherwise succeeded."""
+        if self.world > 1 and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
+
     def reseed(self, seed: int) -> None:
         """Ranks other than 0 sample from their own stream (rank 0 keeps the single-process one)."""
         if self.rank:

@@ -76,7 +76,9 @@ def run_job(cfg: DictConfig) -> float:
         from rlkit.train import train
 
         dist.barrier()
-        return float(train(cfg, distributed.NullTracker(), ckpt_dir, groups, stage_steps)["val/acc"])
+        result = train(cfg, distributed.NullTracker(), ckpt_dir, groups, stage_steps)
+        dist.close()
+        return float(result["val/acc"])
     name = " ".join(o for o in hc.overrides.task if not o.startswith("hydra")) or "default"
     tracker = Tracker.start(cfg, job_tags(cfg, hc, sweep), name, (sweep or {}).get("parent_run_id"), resume_id)
     resumes = status.get("resumes", -1) + 1
@@ -104,6 +106,7 @@ def run_job(cfg: DictConfig) -> float:
     tracker.log({"summary/wall_time_s": time.time() - t0, "summary/final_val_acc": result["val/acc"]}, cfg.trainer.steps)
     tracker.finish("finished")
     checkpoint.write_status(ckpt_dir, state="finished", val_acc=result["val/acc"])
+    dist.close()
     return float(result["val/acc"])
 
 

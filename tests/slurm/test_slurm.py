@@ -94,7 +94,9 @@ def test_job_that_raises_is_failed_although_slurm_says_completed(tmp_path):
     assert child.data.tags["rlkit.status"] == "failed" and parent.data.tags["rlkit.status"] == "failed"
 
 
-STEPS, EVAL = 14, 7
+# long enough that the job cannot finish in the KillWait (5 s) between scancel's SIGTERM and its SIGKILL
+# (at 14 steps a quiet machine finished the job inside that window and the test waited for 'killed' in vain)
+STEPS, EVAL = 48, 16
 
 
 def test_cancelled_then_preempted_job_resumes_into_the_same_run(tmp_path):
@@ -104,7 +106,9 @@ def test_cancelled_then_preempted_job_resumes_into_the_same_run(tmp_path):
     first = read_jobs(sweep)[0]["job_id"]
     wait_until(lambda: checkpoint_step(ck) >= 3, 300, "the second checkpoint", 0.2)
     subprocess.run(["scancel", first], check=True)  # SIGTERM (bypassed by submitit), SIGKILL after KillWait
-    wait_until(lambda: jobs(tmp_path, sweep)[0]["state"] == "killed", 120, "the job to show as killed")
+    state = wait_until(lambda: jobs(tmp_path, sweep)[0]["state"] in ("killed", "finished") and
+                       jobs(tmp_path, sweep)[0]["state"], 120, "the job to show as killed")
+    assert state == "killed", "the job finished inside scancel's KillWait: raise STEPS"
     driver = read_sweep_info(sweep)["driver"]["pid"]
     wait_until(lambda: not pid_alive(driver), 180, "the first driver to give up on the cancelled job")
     mc = client(tmp_path)
