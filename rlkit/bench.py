@@ -21,11 +21,13 @@ startup   `python -m rlkit.run trainer.steps=1 ...` in a subprocess: seconds fro
           `-X importtime` breakdown and one instrumented run with a time mark per phase.
 threads   rlkit alone at each --threads value, runs alternating.
 
-Model (--model): `random` (default) is a random-init model with the embedded default's exact
-architecture and tokenizer (positions widened to fit 256 new tokens), saved once under the rlkit
-cache: it emits EOS at ~1/vocab per token, so 64 or 256 new tokens are really generated on both sides
-without min_new_tokens or EOS suppression (the warm start answers in ~35 tokens). `warm` is the
-embedded default itself. Both sides load the same directory.
+Model (--model): `warm` (default) is the embedded default itself (model=tiny's cached warm start),
+which answers in ~35 tokens, so 64 and 256 new tokens differ little. `random` is a random-init model
+with the same architecture and tokenizer (positions widened to fit 256 new tokens), saved once under
+the rlkit cache: it emits EOS at ~1/vocab per token, so 64 or 256 new tokens are really generated on
+both sides without min_new_tokens or EOS suppression (the long-generation regime). Both sides load
+the same directory. The step table's last row is the share of all-equal groups, whose rows rlkit's
+update skips (trainer.skip_idle_rows: an exactly-zero loss, so the same gradient).
 
     python -m rlkit.bench --only step --trl --tokens 64 256 --threads 1   # the rlkit/TRL table
     python -m rlkit.bench --only rollout --tokens 64 256 --threads 1      # tok/s: fast loop vs HF generate
@@ -235,7 +237,8 @@ class _Rec:
             parts["advantage+other"] = step - sum(parts.values())  # timing_s/adv + metrics, weight sync, prompts
             self.run.steps.append({"step": step, "wall": now - self.t, "cpu": cpu - self.cpu, **parts,
                                    "gen_tokens": self.tokens, "len": m.get("response_length/mean"),
-                                   "gc": GCTime.total - self.gc, "score_fn": self.score})
+                                   "gc": GCTime.total - self.gc, "score_fn": self.score,
+                                   "idle": m.get("groups/filtered_frac", float("nan"))})
         self.gen, self.score, self.tokens = 0.0, 0.0, 0
         self.baton.give("rlkit")
         self.baton.wait("rlkit")
@@ -488,6 +491,7 @@ def summarize(runs: list[Run], side: str, warmup: int) -> dict:
                step_tok_s=med(x["gen_tokens"] / x["step"] for x in steps if x["step"] > 0),
                len=med(x["len"] for x in steps), setup_s=med(r.setup_s for r in mine),
                per_round=[med(x["step"] for x in measured(r, warmup)) for r in mine],
+               idle=med(x.get("idle", float("nan")) for x in steps),
                steps_raw=[x["step"] for x in steps])
     return out
 
@@ -498,7 +502,8 @@ ROWS = [("step time, wall (s)", "step"), ("  generation", "generation"), ("  rew
         ("  (anywhere: Python GC pauses)", "gc"), ("wall per step incl. logging (s)", "wall"),
         ("CPU-seconds per step", "cpu"), ("generated tok/s (generation)", "gen_tok_s"),
         ("generated tok/s (whole step)", "step_tok_s"), ("mean completion length", "len"),
-        ("setup before step 1 (s)", "setup_s")]
+        ("setup before step 1 (s)", "setup_s"),
+        ("all-equal groups (no backward)", "idle")]
 
 
 def _fmt(x: float) -> str:
@@ -862,7 +867,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--trl", action="store_true", help="also run TRL's GRPOTrainer in the same process (step section)")
     ap.add_argument("--tokens", type=int, nargs="+", default=[64, 256], help="max new tokens (default: 64 256)")
     ap.add_argument("--threads", type=int, nargs="+", default=[0], help="torch threads (0: trainer.threads rule)")
-    ap.add_argument("--model", choices=("random", "warm"), default="random")
+    ap.add_argument("--model", choices=("warm", "random"), default="warm")
     ap.add_argument("--steps", type=int, default=4, help="measured steps per run")
     ap.add_argument("--warmup", type=int, default=1, help="steps dropped at the start of each run")
     ap.add_argument("--rounds", type=int, default=2, help="rounds of rlkit + TRL (each round starts with the other)")

@@ -36,6 +36,7 @@ class TrainerSchema:
     threads: int = 0
     backend: str = "auto"
     bf16: bool = False
+    skip_idle_rows: bool = True
     offload_optimizer: bool = False
 
 

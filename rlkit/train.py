@@ -193,6 +193,7 @@ def update(cfg, actor, critic, batch: Batch, old_logp, ref_logp, old_values, adv
     mini-batch loss (and the backend sums the gradients)."""
     a, r = cfg.algo, batch.rollout
     B = len(batch.problems)
+    skip = idle_rows(cfg, actor, adv, loss_mask, ref_logp)
     sums: dict[str, float] = {}
     n_updates = 0
     for _ in range(a.epochs):
@@ -203,8 +204,27 @@ def update(cfg, actor, critic, batch: Batch, old_logp, ref_logp, old_values, adv
             actor.zero_grad()
             if critic:
                 critic.zero_grad()
-            stats: dict[str, float] = {}
+            stats = dict.fromkeys(("actor/pg_loss", "actor/entropy", "actor/pg_clipfrac", "actor/ppo_kl"), 0.0)
             for idx in mb.split(cfg.trainer.micro_batch_size):
+                if critic is not None:
+                    args = (r.prompt_ids[idx], r.prompt_mask[idx], r.response_ids[idx], r.response_mask[idx])
+                    v = critic_values(critic.model, *args)
+                    vl = aggregate(value_loss(v, old_values[idx], returns[idx], loss_mask[idx], clip=a.critic.value_clip),
+                                   loss_mask[idx], "token-mean", total_tokens=total_tokens)
+                    critic.backward(a.critic.coef * vl)
+                    stats["critic/vf_loss"] = stats.get("critic/vf_loss", 0.0) + vl.item()
+                if skip is not None:  # rows whose loss is exactly 0: entropy (a metric) from a no-grad pass
+                    idle = idx[skip[idx]]
+                    if len(idle):
+                        with torch.no_grad():
+                            ent = token_logprobs(actor.model, r.prompt_ids[idle], r.prompt_mask[idle],
+                                                 r.response_ids[idle], r.response_mask[idle],
+                                                 temperature=cfg.rollout.temperature, with_entropy=True)[1]
+                        stats["actor/entropy"] = stats.get("actor/entropy", 0.0) + float(
+                            (ent * r.response_mask[idle]).sum()) / total_resp
+                    idx = idx[~skip[idx]]
+                    if not len(idx):
+                        continue
                 args = (r.prompt_ids[idx], r.prompt_mask[idx], r.response_ids[idx], r.response_mask[idx])
                 m = loss_mask[idx]
                 logp, entropy, _ = token_logprobs(actor.model, *args, temperature=cfg.rollout.temperature,
@@ -227,12 +247,6 @@ def update(cfg, actor, critic, batch: Batch, old_logp, ref_logp, old_values, adv
                 parts["actor/entropy"] = float((entropy.detach() * resp).sum()) / total_resp
                 parts["actor/pg_clipfrac"] = float(pm["pg_clipfrac"]) * w
                 parts["actor/ppo_kl"] = float(pm["ppo_kl"]) * w
-                if critic is not None:
-                    v = critic_values(critic.model, *args)
-                    vl = aggregate(value_loss(v, old_values[idx], returns[idx], m, clip=a.critic.value_clip), m,
-                                   "token-mean", total_tokens=total_tokens)
-                    critic.backward(a.critic.coef * vl)
-                    parts["critic/vf_loss"] = vl.item()
                 for k, v in parts.items():
                     stats[k] = stats.get(k, 0.0) + v
             stats["actor/grad_norm"] = actor.step(cfg.trainer.grad_clip)  # (clips, then steps)
@@ -242,6 +256,22 @@ def update(cfg, actor, critic, batch: Batch, old_logp, ref_logp, old_values, adv
                 sums[k] = sums.get(k, 0.0) + v
             n_updates += 1
     return {k: v / n_updates for k, v in sums.items()}
+
+
+def idle_rows(cfg, actor, adv: torch.Tensor, loss_mask: torch.Tensor, ref_logp) -> torch.Tensor | None:
+    """[B] rows the actor's forward/backward can skip because their loss is exactly 0, or None.
+
+    A row whose advantage is 0 on every loss token (a GRPO group that was all right or all wrong, or a
+    masked group) adds 0 to the policy loss and its gradient; the global token/sequence denominators
+    are computed before, so the gradient is the same without it. Only when nothing else reads the
+    row: one on-policy update (ratio 1, so clip fraction and PPO-KL are 0 there), no KL or entropy
+    term in the loss, and the torch backend (DeepSpeed ZeRO needs the same passes on every rank)."""
+    a = cfg.algo
+    if not cfg.trainer.skip_idle_rows or a.epochs != 1 or a.mini_batches != 1 or a.entropy_coef:
+        return None
+    if (ref_logp is not None and a.kl.placement == "loss" and a.kl.coef) or not getattr(actor, "can_skip_rows", False):
+        return None
+    return ~((adv != 0) & (loss_mask > 0)).any(-1)
 
 
 def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, dist=None) -> float:

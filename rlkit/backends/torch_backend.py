@@ -23,6 +23,8 @@ class Autocast(torch.nn.Module):
 
 
 class TorchTrained:
+    can_skip_rows = True  # rows with a zero loss may skip forward/backward (train.idle_rows)
+
     def __init__(self, module: torch.nn.Module, lr: float, weight_decay: float, dist, bf16: bool) -> None:
         self.dist = dist
         self.module = module.to(dist.device)
@@ -38,6 +40,9 @@ class TorchTrained:
         loss.backward()
 
     def step(self, grad_clip: float) -> float:
+        if all(p.grad is None for p in self.params):  # every row skipped (a zero loss): AdamW still steps
+            for p in self.params:
+                p.grad = torch.zeros_like(p)
         self.dist.sum_grads(self.params)
         norm = float(torch.nn.utils.clip_grad_norm_(self.params, grad_clip))
         self.optimizer.step()

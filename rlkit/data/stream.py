@@ -45,6 +45,7 @@ class PromptStream:
     per_step: int
     seed: int
     cursor: dict = field(default_factory=dict)  # stage index -> (epoch, position)
+    _orders: dict = field(default_factory=dict, repr=False, compare=False)
 
     def stage_at(self, step: int) -> int:
         start = 0
@@ -60,8 +61,7 @@ class PromptStream:
         epoch, pos = self.cursor.get(i, (0, 0))
         out: list[Problem] = []
         while len(out) < self.per_step:
-            order = list(range(len(pool)))
-            random.Random(f"{self.seed}-{i}-{epoch}").shuffle(order)
+            order = self._order(i, epoch, len(pool))
             take = order[pos: pos + self.per_step - len(out)]
             out += [pool[j] for j in take]
             pos += len(take)
@@ -69,3 +69,12 @@ class PromptStream:
                 epoch, pos = epoch + 1, 0
         self.cursor[i] = (epoch, pos)
         return i, out
+
+    def _order(self, stage: int, epoch: int, n: int) -> list[int]:
+        """The pass's shuffled order, kept until the pass ends (reshuffling 20k items cost ~10 ms a step)."""
+        key = (stage, epoch, n)
+        if self._orders.get("key") != key:
+            order = list(range(n))
+            random.Random(f"{self.seed}-{stage}-{epoch}").shuffle(order)
+            self._orders.update(key=key, order=order)
+        return self._orders["order"]

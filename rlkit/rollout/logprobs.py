@@ -24,7 +24,7 @@ import os
 import torch
 import torch.nn.functional as F
 
-from rlkit.algos.entropy import entropy_from_logits
+from rlkit.algos.entropy import entropy_from_logprobs
 
 
 def sequence_inputs(prompt_ids, prompt_mask, response_ids, response_mask):
@@ -68,15 +68,21 @@ def token_logprobs(model, prompt_ids, prompt_mask, response_ids, response_mask, 
     if with_values:
         hs = out.hidden_states[-1]
         values = hs.gather(1, at[..., None].expand(-1, -1, hs.shape[-1]))
-    if temperature != 1.0:
-        logits = logits / temperature
-    logp = torch.log_softmax(logits, -1).gather(-1, response_ids[:, :t_len, None]).squeeze(-1)
-    entropy = entropy_from_logits(logits) if with_entropy else None
+    logp, entropy = _logp_entropy(logits, response_ids[:, :t_len], temperature, with_entropy)
     if t_len < T:  # the caller's [B, T] shape
         logp = F.pad(logp, (0, T - t_len))
         entropy = None if entropy is None else F.pad(entropy, (0, T - t_len))
         values = None if values is None else F.pad(values, (0, 0, 0, T - t_len))
     return logp, entropy, values
+
+
+def _logp_entropy(logits, ids, temperature: float, with_entropy: bool):
+    """Log-probability of `ids` [B, t] under softmax(logits / temperature), and the entropy of that
+    distribution from the same log_softmax (one pass over the vocabulary for both)."""
+    if temperature != 1.0:
+        logits = logits / temperature
+    lsm = torch.log_softmax(logits, -1)
+    return lsm.gather(-1, ids[..., None]).squeeze(-1), entropy_from_logprobs(lsm) if with_entropy else None
 
 
 # ------------------------------------------------------------------------------------ shared prefix
@@ -187,13 +193,11 @@ def _shared_prefix_logprobs(model, prompt_ids, prompt_mask, response_ids, respon
             k, v = torch.cat([pk[r_inv], k], 2), torch.cat([pv[r_inv], v], 2)
             h = _finish_layer(layer, h, F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa))
         hidden = torch.cat([last[r_inv, None], h[:, :-1]], 1)  # position j predicts response token j
-        logits = model.lm_head(m.norm(hidden)).float()
-        if temperature != 1.0:
-            logits = logits / temperature
-        logps.append(F.pad(torch.log_softmax(logits, -1).gather(-1, response_ids[idx, :t, None]).squeeze(-1),
-                           (0, T - t)))
+        logp, entropy = _logp_entropy(model.lm_head(m.norm(hidden)).float(), response_ids[idx, :t], temperature,
+                                      with_entropy)
+        logps.append(F.pad(logp, (0, T - t)))
         if with_entropy:
-            ents.append(F.pad(entropy_from_logits(logits), (0, T - t)))
+            ents.append(F.pad(entropy, (0, T - t)))
         rows.append(idx)
     back = torch.argsort(torch.cat(rows))  # sorted position of each original row
     logp = torch.cat(logps)[back]

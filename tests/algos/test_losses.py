@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from rlkit.algos.entropy import entropy_from_logits
+from rlkit.algos.entropy import entropy_from_logits, entropy_from_logprobs
 from rlkit.algos.kl import KL_KINDS, kl_estimate
 from rlkit.algos.losses import ppo_clip, value_loss
 
@@ -116,3 +116,20 @@ def test_entropy_matches_categorical_and_chunks():
     x = logits.clone().requires_grad_(True)
     entropy_from_logits(x, chunk_size=4).sum().backward()
     assert torch.isfinite(x.grad).all()
+
+
+def test_entropy_from_logprobs_literal_stable_and_differentiable():
+    """The update's entropy (from the loss's own log_softmax): the same literal values, finite
+    gradients with -inf logits, and equal to Categorical's entropy."""
+    logits = torch.tensor(
+        [
+            [[0.0, 0.0, 0.0, 0.0], [1000.0, 0.0, 0.0, 0.0]],
+            [[0.0, float("-inf"), 0.0, float("-inf")], [50.0, 50.0, -50.0, 0]],
+        ], requires_grad=True)
+    h = entropy_from_logprobs(torch.log_softmax(logits, -1))
+    torch.testing.assert_close(h.detach(), torch.tensor([[1.3862944, 0.0], [0.6931472, 0.6931472]]), atol=1e-6, rtol=0)
+    h.sum().backward()
+    assert torch.isfinite(logits.grad).all()
+    z = torch.randn(3, 5, 11, generator=torch.Generator().manual_seed(0)) * 3
+    torch.testing.assert_close(entropy_from_logprobs(torch.log_softmax(z, -1)),
+                               torch.distributions.Categorical(logits=z).entropy())

@@ -18,9 +18,8 @@ def reference(model, r, temperature=1.0):
     logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, P - 1: P - 1 + T].float()
     logits = logits / temperature
     logp = torch.log_softmax(logits, -1).gather(-1, r.response_ids.unsqueeze(-1)).squeeze(-1)
-    from rlkit.algos.entropy import entropy_from_logits
-
-    return logp, entropy_from_logits(logits)
+    p64 = torch.softmax(logits.detach().double(), -1)  # entropy in float64: the truth both float32 formulas approach
+    return logp, -(p64 * p64.log()).nan_to_num(0.0).sum(-1).float()
 
 
 def grads(model, logp, mask):
