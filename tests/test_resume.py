@@ -49,3 +49,22 @@ def test_sigkill_after_second_checkpoint_resumes(tmp_path, tiny_path):
     assert after.data.tags["rlkit.status"] == "finished" and after.info.status == "FINISHED"
     assert after.data.tags["rlkit.resumes"] == "1"
     assert_clean_history(mc, run.info.run_id, STEPS, EVAL)
+
+
+def test_killed_after_the_final_checkpoint_still_returns_val_acc(tmp_path, tiny_path):
+    """The sweep objective (Optuna) of a job killed between its final checkpoint and being marked
+    finished: started again, train() has no step left to run and returns the val/acc it had."""
+    from hydra import compose, initialize_config_dir
+
+    from rlkit.bench import Run, _Rec, _Solo, _Tracker
+    from rlkit.data.stream import load_group
+    from rlkit.train import train
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["trainer.steps=2", "trainer.eval_every=2", "trainer.prompts_per_step=4",
+                                           "data.val_size=16", "trainer.threads=1"])
+    groups = [load_group(cfg.data)]
+    tracker = _Tracker(_Rec(Run("rlkit", 0, 1), _Solo()))
+    first = train(cfg, tracker, tmp_path / "ck", groups, [None])["val/acc"]
+    again = train(cfg, tracker, tmp_path / "ck", groups, [None])["val/acc"]  # the checkpoint is at the last step
+    assert first == first and 0 <= first <= 1 and again == first

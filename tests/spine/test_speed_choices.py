@@ -1,6 +1,7 @@
-"""Skipping the rows whose loss is exactly 0 (trainer.skip_idle_rows) changes compute, not results:
-after the same updates the weights are equal to the full computation's and so is every metric, also
-when a whole batch is idle (AdamW still takes its momentum step)."""
+"""Speed choices of the loop. Skipping the rows whose loss is exactly 0 (trainer.skip_idle_rows)
+changes compute, not results: after the same updates the weights are equal to the full computation's
+and so is every metric, also when a whole batch is idle (AdamW still takes its momentum step). The
+default torch thread count shares the usable CPUs between a node's processes."""
 from __future__ import annotations
 
 import copy
@@ -91,3 +92,16 @@ def test_not_skipped_when_the_row_still_matters(tiny_path):
                  ["algo=grpo", "algo.epochs=2"], ["algo=grpo", "algo.mini_batches=2"]):
         assert idle_rows(_cfg(*over), Plain(), adv, mask, torch.zeros(4, 3)) is None, over
     assert idle_rows(_cfg("algo=grpo"), object(), adv, mask, None) is None  # DeepSpeed: same passes on every rank
+
+
+def test_torch_threads_fit_the_cpus_and_the_processes():
+    import os
+
+    from rlkit.train import torch_threads
+
+    cpus = len(os.sched_getaffinity(0))
+    assert torch_threads(_cfg(), {}) == cpus
+    assert torch_threads(_cfg(), {"LOCAL_WORLD_SIZE": str(cpus)}) == 1  # torchrun: the node's CPUs shared
+    assert torch_threads(_cfg(), {"LOCAL_WORLD_SIZE": str(4 * cpus)}) == 1
+    assert torch_threads(_cfg(), {"RLKIT_THREADS": "3", "LOCAL_WORLD_SIZE": "2"}) == 3  # a launcher's choice wins
+    assert torch_threads(_cfg("trainer.threads=5"), {"RLKIT_THREADS": "3"}) == 5
