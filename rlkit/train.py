@@ -318,6 +318,18 @@ def evaluate(cfg, engine, tokenizer, cache, groups: list[DataGroup], components,
     return metrics, samples
 
 
+def held_out_groups(cfg, groups: list[DataGroup]) -> list[DataGroup]:
+    """What evaluation scores: `val/acc` is always the run's `data` group, so the arms of a curriculum
+    study (a schedule vs `data` mixed throughout) are compared on the same held-out set; each
+    curriculum stage's group adds `val/<group>/acc`."""
+    if not cfg.curriculum.stages:
+        return groups[-1:]
+    from rlkit.data.stream import load_group
+
+    anchor = load_group(cfg.data, need_train=False)
+    return [anchor] + [g for g in {g.name: g for g in groups}.values() if g.name != anchor.name]
+
+
 def torch_threads(cfg, env=None) -> int:
     """trainer.threads, else RLKIT_THREADS (set by the parallel launchers), else the CPUs this process
     may use (its affinity: a SLURM/cgroup cpuset) shared by the processes of a torchrun on this node.
@@ -379,7 +391,7 @@ def train(cfg: DictConfig, tracker, ckpt_dir: Path, groups: list[DataGroup], sta
         if dist.is_main:
             checkpoint.save(ckpt_dir, state)
 
-    eval_groups = [groups[-1]] if len(groups) == 1 else list({g.name: g for g in groups}.values())[::-1]
+    eval_groups = held_out_groups(cfg, groups)
     if start == 0:
         with actor.gathered():
             m, samples = evaluate(cfg, engine, tokenizer, cache, eval_groups, components, 0, dist)

@@ -21,9 +21,10 @@ def test_curriculum_switches_stage_at_configured_step(tmp_path, tiny_path):
     run = mc.search_runs([mc.get_experiment_by_name("default").experiment_id])[0]
     stages = {m.step: m.value for m in mc.get_metric_history(run.info.run_id, "data/stage")}
     assert stages == {1: 0.0, 2: 0.0, 3: 1.0, 4: 1.0}
-    # the held-out evaluation covers both stages' groups, last stage first
+    # val/acc is the run's data group (arith, as for a run without curriculum); each stage's group is added
     keys = set(run.data.metrics)
-    assert {"val/arith_2d/acc", "val/arith_3d/acc"} <= keys
+    assert {"val/acc", "val/arith/acc", "val/arith_2d/acc", "val/arith_3d/acc"} <= keys
+    assert run.data.metrics["val/acc"] == run.data.metrics["val/arith/acc"]
 
 
 def test_passrate_filter_makes_a_band_group(tmp_path, tiny_path):
