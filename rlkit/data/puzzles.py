@@ -15,7 +15,8 @@ keeps its own term pair (knight/knave, saint/sinner, altruist/egoist, ...): the 
 "(1) Name is a saint\\n(2) Name is a sinner" and `meta["terms"] == ("saint", "sinner")`.
 
 Speed: about 1 ms/item at 2 people, 4 ms at 5, 7 ms at 6, 15 ms at 7 (this machine); results are cached
-per parameter set with functools.lru_cache.
+per parameter set in memory and on disk ($RLKIT_CACHE_DIR/kk, keyed by the parameters and the
+reasoning-gym version), so the jobs of a sweep generate each set once.
 """
 
 from __future__ import annotations
@@ -148,4 +149,38 @@ def kk(
     test_n = int(size if test_size is None else test_size)
     if int(size) < 0 or test_n < 0:
         raise ValueError(f"kk: size/test_size must be >= 0, got {size}/{test_n}")
-    return list(_kk(split, ns, int(size), test_n, int(seed), int(depth_constraint), int(width_constraint)))
+    return list(_kk_cached(split, ns, int(size), test_n, int(seed), int(depth_constraint), int(width_constraint)))
+
+
+CACHE_VERSION = 1  # bump when generation changes what it produces
+
+
+@lru_cache(maxsize=64)
+def _kk_cached(split: str, *key) -> tuple[Problem, ...]:
+    """_kk through an on-disk JSON cache under $RLKIT_CACHE_DIR/kk (6-7 people took 7-12 s per process,
+    paid again by every job of a sweep), keyed by the parameters and the reasoning-gym version."""
+    import hashlib
+    import json
+    import os
+    from importlib.metadata import version
+    from pathlib import Path
+
+    root = Path(os.environ.get("RLKIT_CACHE_DIR", Path.home() / ".cache" / "rlkit")) / "kk"
+    blob = json.dumps([CACHE_VERSION, version("reasoning-gym"), split, *key])
+    path = root / f"{split}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}.json"
+    try:
+        rows = json.loads(path.read_text())
+        return tuple(Problem(r["id"], r["question"], r["answer"], {**r["meta"], "terms": tuple(r["meta"]["terms"])})
+                     for r in rows)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    out = _kk(split, *key)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps([{"id": p.id, "question": p.question, "answer": p.answer, "meta": p.meta}
+                                   for p in out]))
+        tmp.replace(path)  # atomic: parallel jobs never read a half-written file
+    except OSError:
+        pass  # a read-only cache costs time, not correctness
+    return out

@@ -79,3 +79,16 @@ def test_seed_changes_data_and_cache_returns_fresh_list() -> None:
 def test_bad_n_people(bad) -> None:
     with pytest.raises(ValueError, match="n_people"):
         kk("train", n_people=bad, size=2)
+
+
+def test_disk_cache_returns_the_generated_puzzles(tmp_path, monkeypatch) -> None:
+    """A second process (the memory cache cleared) reads the same puzzles back from $RLKIT_CACHE_DIR/kk."""
+    monkeypatch.setenv("RLKIT_CACHE_DIR", str(tmp_path))
+    puzzles._kk_cached.cache_clear()
+    first = kk("train", n_people=[2, 3], size=12, test_size=6, seed=7)
+    assert len(list((tmp_path / "kk").glob("train-*.json"))) == 1
+    puzzles._kk_cached.cache_clear()
+    monkeypatch.setattr(puzzles, "_kk", lambda *a: pytest.fail("generated again instead of read from disk"))
+    again = kk("train", n_people=[2, 3], size=12, test_size=6, seed=7)
+    assert again == first and isinstance(again[0].meta["terms"], tuple)
+    puzzles._kk_cached.cache_clear()
