@@ -95,6 +95,9 @@ def run_job(cfg: DictConfig) -> float:
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # (submitit installs its own handlers)
         signal.signal(signal.SIGTERM, _interrupt)
     dist.barrier()  # the other ranks start once the run is resolved (and a finished run's checkpoint cleared)
+    from rlkit.models.load import model_path
+
+    model_path(cfg.model)  # a first run builds the embedded warm start here, outside its summary/wall_time_s
     t0 = time.time()
     try:
         result = train(cfg, tracker, ckpt_dir, groups, stage_steps)

@@ -141,7 +141,8 @@ def ensure_tiny(spec: dict[str, Any]) -> Path:
     if (path / "warmup.json").exists():
         return path
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    warm_up(spec, tmp)
+    with torch.random.fork_rng(devices=[]):  # the run that builds it samples exactly like the runs that load it
+        warm_up(spec, tmp)
     try:
         tmp.rename(path)
     except OSError:  # another process finished first; theirs is identical (deterministic)
