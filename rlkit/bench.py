@@ -27,7 +27,8 @@ with the same architecture and tokenizer (positions widened to fit 256 new token
 the rlkit cache: it emits EOS at ~1/vocab per token, so 64 or 256 new tokens are really generated on
 both sides without min_new_tokens or EOS suppression (the long-generation regime). Both sides load
 the same directory. The step table's last row is the share of all-equal groups, whose rows rlkit's
-update skips (trainer.skip_idle_rows: an exactly-zero loss, so the same gradient).
+update skips (trainer.skip_idle_rows: an exactly-zero loss, so the same gradient). The random model
+scores 0 everywhere, so every group is all-equal: compare it with trainer.skip_idle_rows=false.
 
     python -m rlkit.bench --only step --trl --tokens 64 256 --threads 1   # the rlkit/TRL table
     python -m rlkit.bench --only rollout --tokens 64 256 --threads 1      # tok/s: fast loop vs HF generate
@@ -503,7 +504,7 @@ ROWS = [("step time, wall (s)", "step"), ("  generation", "generation"), ("  rew
         ("CPU-seconds per step", "cpu"), ("generated tok/s (generation)", "gen_tok_s"),
         ("generated tok/s (whole step)", "step_tok_s"), ("mean completion length", "len"),
         ("setup before step 1 (s)", "setup_s"),
-        ("all-equal groups (no backward)", "idle")]
+        ("share of all-equal groups", "idle")]
 
 
 def _fmt(x: float) -> str:
@@ -524,6 +525,10 @@ def step_table(tokens: int, threads: int, rl: dict, trl: dict | None, mem: dict 
     if mem:
         a, b = mem.get("rlkit", float("nan")), mem.get("trl", float("nan"))
         lines.append(f"  {'peak RSS of a 3-step run (MB)':34s} {_fmt(a)}" + (f" {_fmt(b)} {a / b:10.2f}" if trl else ""))
+    if trl and rl.get("idle", 0) >= 0.25:
+        lines.append(f"  note: {rl['idle']:.0%} of the groups were all-equal; their rows have an exactly-zero loss and "
+                     "rlkit skips their backward (trainer.skip_idle_rows=true) while TRL computes it — "
+                     "pass trainer.skip_idle_rows=false for a like-for-like update")
     if trl:
         lines.append("  per-round median step, rlkit/TRL: " + ", ".join(
             f"{x:.3f}/{y:.3f}={x / y:.2f}" for x, y in zip(rl["per_round"], trl["per_round"])))
