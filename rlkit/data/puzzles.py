@@ -163,9 +163,10 @@ def _kk_cached(split: str, *key) -> tuple[Problem, ...]:
     import json
     import os
     from importlib.metadata import version
-    from pathlib import Path
 
-    root = Path(os.environ.get("RLKIT_CACHE_DIR", Path.home() / ".cache" / "rlkit")) / "kk"
+    from rlkit.models.tiny import cache_root
+
+    root = cache_root() / "kk"
     blob = json.dumps([CACHE_VERSION, version("reasoning-gym"), split, *key])
     path = root / f"{split}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}.json"
     try:
