@@ -196,18 +196,16 @@ def check_rewards(cfg: DictConfig) -> None:
 
 
 def check_curriculum(cfg: DictConfig) -> list[DictConfig]:
-    """Data-group configs of the curriculum stages (empty when there is no curriculum)."""
-    groups = []
-    known = set(group_options("data"))
-    for i, st in enumerate(cfg.curriculum.stages):
-        name = st.get("data") if isinstance(st, DictConfig) else None
-        if name not in known:
-            raise ConfigError(f"curriculum.stages[{i}].data={name!r} is not a data group; valid: {', '.join(sorted(known))}")
-        steps = st.get("steps")
-        if steps is not None and (not isinstance(steps, int) or steps < 1):
-            raise ConfigError(f"curriculum.stages[{i}].steps={steps!r} must be a positive integer or null (= the rest)")
-        groups.append(load_group("data", name, cfg))
-    return groups
+    """Data-group configs of the curriculum stages (empty when there is no curriculum), checked by
+    rlkit.data.curriculum (known group names, positive step counts, only the last stage open-ended)."""
+    from rlkit.data.curriculum import parse_stages, validate_stages
+
+    try:
+        stages = parse_stages(OmegaConf.to_container(cfg.curriculum.stages, resolve=True))
+        validate_stages(stages, set(group_options("data")))
+    except ValueError as e:
+        raise ConfigError(f"curriculum.stages: {e}") from None
+    return [load_group("data", st.data, cfg) for st in stages]
 
 
 def validate(cfg: DictConfig) -> None:

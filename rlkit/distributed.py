@@ -52,13 +52,6 @@ class Dist:
         torch.distributed.all_gather_object(out, obj)
         return out
 
-    def broadcast_object(self, obj: Any) -> Any:
-        if self.world == 1:
-            return obj
-        box = [obj]
-        torch.distributed.broadcast_object_list(box, src=0)
-        return box[0]
-
     def sum(self, *values: float | torch.Tensor) -> tuple[float, ...]:
         """Sum of each value over ranks (one all-reduce for all of them)."""
         if self.world == 1:

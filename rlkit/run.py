@@ -41,14 +41,22 @@ def job_tags(cfg: DictConfig, hc, sweep: dict | None) -> dict[str, str]:
 
 
 def load_data(cfg: DictConfig):
-    """Data groups in stage order (one group without a curriculum); reads files before compute."""
+    """(data groups in stage order, their step counts, the held-out groups); reads every file before compute.
+
+    One group without a curriculum. With one, `val/acc` is still the run's `data` group, so the arms of
+    a curriculum study (a schedule vs `data` mixed throughout) are scored on the same held-out set;
+    each stage's group adds `val/<group>/acc`."""
     from rlkit.data.stream import load_group
 
     stages = check_curriculum(cfg)
     if not stages:
-        return [load_group(cfg.data)], [None]
+        group = load_group(cfg.data)
+        return [group], [None], [group]
     groups = [load_group(g) for g in stages]
-    return groups, [st.get("steps") for st in cfg.curriculum.stages]
+    by_name = {g.name: g for g in groups}
+    anchor = by_name.get(cfg.data.name) or load_group(cfg.data, need_train=False)
+    held_out = [anchor] + [g for name, g in by_name.items() if name != anchor.name]
+    return groups, [st.get("steps") for st in cfg.curriculum.stages], held_out
 
 
 def run_job(cfg: DictConfig) -> float:
@@ -59,7 +67,7 @@ def run_job(cfg: DictConfig) -> float:
     validate(cfg)
     dist = distributed.init(cfg)  # the ranks of a torchrun / multi-task SLURM job (one process: nothing to join)
     distributed.check(cfg, dist)
-    groups, stage_steps = load_data(cfg)
+    groups, stage_steps, held_out = load_data(cfg)
     sweep = read_sweep_info(hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else None
     ckpt_dir = Path(cfg.paths.checkpoints) / checkpoint.run_key(cfg.tracking.experiment, list(hc.overrides.task))
     status = checkpoint.read_status(ckpt_dir)
@@ -68,6 +76,7 @@ def run_job(cfg: DictConfig) -> float:
     if status.get("state") == "finished":
         if sweep and status.get("sweep_id") == sweep.get("sweep_id"):  # a resumed sweep skips its finished jobs
             print(f"[rlkit] already finished in sweep {sweep['sweep_id']}: MLflow run {status['run_id']}", file=sys.stderr)
+            dist.close()
             return float(status.get("val_acc", float("nan")))
         if dist.is_main:
             shutil.rmtree(ckpt_dir)  # the same command after a finished run starts a new run
@@ -76,7 +85,7 @@ def run_job(cfg: DictConfig) -> float:
         from rlkit.train import train
 
         dist.barrier()
-        result = train(cfg, distributed.NullTracker(), ckpt_dir, groups, stage_steps)
+        result = train(cfg, distributed.NullTracker(), ckpt_dir, groups, stage_steps, held_out)
         dist.close()
         return float(result["val/acc"])
     name = " ".join(o for o in hc.overrides.task if not o.startswith("hydra")) or "default"
@@ -94,13 +103,13 @@ def run_job(cfg: DictConfig) -> float:
 
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # (submitit installs its own handlers)
         signal.signal(signal.SIGTERM, _interrupt)
-    dist.barrier()  # the other ranks start once the run is resolved (and a finished run's checkpoint cleared)
     from rlkit.models.load import model_path
 
-    model_path(cfg.model)  # a first run builds the embedded warm start here, outside its summary/wall_time_s
+    model_path(cfg.model)  # a first run builds the embedded warm start here (once, before the other ranks
+    dist.barrier()  # load it), outside its summary/wall_time_s; the other ranks start once the run is resolved
     t0 = time.time()
     try:
-        result = train(cfg, tracker, ckpt_dir, groups, stage_steps)
+        result = train(cfg, tracker, ckpt_dir, groups, stage_steps, held_out)
     except BaseException as e:  # KeyboardInterrupt/SIGTERM, SystemExit (submitit's requeue): resumable
         state = "failed" if isinstance(e, Exception) else "killed"
         checkpoint.write_status(ckpt_dir, state=state, error=repr(e)[:2000])

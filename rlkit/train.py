@@ -227,7 +227,7 @@ def update(cfg, actor, critic, batch: Batch, old_logp, ref_logp, old_values, adv
                         continue
                 args = (r.prompt_ids[idx], r.prompt_mask[idx], r.response_ids[idx], r.response_mask[idx])
                 m = loss_mask[idx]
-                logp, entropy, _ = token_logprobs(actor.model, *args, temperature=cfg.rollout.temperature,
+                logp, entropy = token_logprobs(actor.model, *args, temperature=cfg.rollout.temperature,
                                                   with_entropy=True)
                 old = logp.detach() if old_logp is None else old_logp[idx]
                 pg, pm = ppo_clip(logp, old, adv[idx], m, clip_low=a.clip_low, clip_high=a.clip_high,
@@ -265,13 +265,14 @@ def idle_rows(cfg, actor, adv: torch.Tensor, loss_mask: torch.Tensor, ref_logp) 
     masked group) adds 0 to the policy loss and its gradient; the global token/sequence denominators
     are computed before, so the gradient is the same without it. Only when nothing else reads the
     row: one on-policy update (ratio 1, so clip fraction and PPO-KL are 0 there), no KL or entropy
-    term in the loss, and the torch backend (DeepSpeed ZeRO needs the same passes on every rank)."""
+    term in the loss, and the torch backend (DeepSpeed ZeRO needs the same passes on every rank). With
+    LoRA dropout the skipped rows draw no dropout masks, so later random draws differ from a full pass."""
     a = cfg.algo
     if not cfg.trainer.skip_idle_rows or a.epochs != 1 or a.mini_batches != 1 or a.entropy_coef:
         return None
     if (ref_logp is not None and a.kl.placement == "loss" and a.kl.coef) or not getattr(actor, "can_skip_rows", False):
         return None
-    return ~((adv != 0) & (loss_mask > 0)).any(-1)
+    return ~((adv != 0) & (loss_mask > 0)).any(-1).cpu()  # indexes the CPU row ids of the micro-batches
 
 
 def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, dist=None) -> float:
@@ -318,18 +319,6 @@ def evaluate(cfg, engine, tokenizer, cache, groups: list[DataGroup], components,
     return metrics, samples
 
 
-def held_out_groups(cfg, groups: list[DataGroup]) -> list[DataGroup]:
-    """What evaluation scores: `val/acc` is always the run's `data` group, so the arms of a curriculum
-    study (a schedule vs `data` mixed throughout) are compared on the same held-out set; each
-    curriculum stage's group adds `val/<group>/acc`."""
-    if not cfg.curriculum.stages:
-        return groups[-1:]
-    from rlkit.data.stream import load_group
-
-    anchor = load_group(cfg.data, need_train=False)
-    return [anchor] + [g for g in {g.name: g for g in groups}.values() if g.name != anchor.name]
-
-
 def torch_threads(cfg, env=None) -> int:
     """trainer.threads, else RLKIT_THREADS (set by the parallel launchers), else the CPUs this process
     may use (its affinity: a SLURM/cgroup cpuset) shared by the processes of a torchrun on this node.
@@ -337,8 +326,9 @@ def torch_threads(cfg, env=None) -> int:
     import os
 
     env = os.environ if env is None else env
-    if cfg.trainer.threads or int(env.get("RLKIT_THREADS", 0) or 0):
-        return max(1, cfg.trainer.threads or int(env["RLKIT_THREADS"]))
+    chosen = cfg.trainer.threads or int(env.get("RLKIT_THREADS") or 0)
+    if chosen:
+        return max(1, chosen)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, cpus // max(1, int(env.get("LOCAL_WORLD_SIZE", 1) or 1)))
 
@@ -347,8 +337,10 @@ def set_threads(cfg) -> None:
     torch.set_num_threads(torch_threads(cfg))
 
 
-def train(cfg: DictConfig, tracker, ckpt_dir: Path, groups: list[DataGroup], stage_steps: list[int | None]) -> dict:
-    """Run cfg.trainer.steps RL steps (resuming from ckpt_dir if a checkpoint is there)."""
+def train(cfg: DictConfig, tracker, ckpt_dir: Path, groups: list[DataGroup], stage_steps: list[int | None],
+          held_out: list[DataGroup] | None = None) -> dict:
+    """Run cfg.trainer.steps RL steps (resuming from ckpt_dir if a checkpoint is there). Evaluation scores
+    `held_out` (the first group is `val/acc`; rlkit.run.load_data chooses them), else the last data group."""
     set_threads(cfg)
     torch.manual_seed(cfg.seed)
     a, t = cfg.algo, cfg.trainer
@@ -391,7 +383,7 @@ def train(cfg: DictConfig, tracker, ckpt_dir: Path, groups: list[DataGroup], sta
         if dist.is_main:
             checkpoint.save(ckpt_dir, state)
 
-    eval_groups = held_out_groups(cfg, groups)
+    eval_groups = held_out or groups[-1:]
     if start == 0:
         with actor.gathered():
             m, samples = evaluate(cfg, engine, tokenizer, cache, eval_groups, components, 0, dist)

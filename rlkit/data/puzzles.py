@@ -109,7 +109,6 @@ def _spread(total: int, k: int) -> list[int]:
     return [total // k + (1 if i < total % k else 0) for i in range(k)]
 
 
-@lru_cache(maxsize=64)
 def _kk(
     split: str, ns: tuple[int, ...], size: int, test_size: int, seed: int, depth: int, width: int
 ) -> tuple[Problem, ...]:
@@ -117,7 +116,7 @@ def _kk(
         exclude: frozenset[str] = frozenset()
         total = test_size
     else:
-        exclude = frozenset(p.question for p in _kk("test", ns, size, test_size, seed, depth, width))
+        exclude = frozenset(p.question for p in _kk_cached("test", ns, size, test_size, seed, depth, width))
         total = size
     groups = [
         _gen(n, c, seed, split, depth, width, exclude)

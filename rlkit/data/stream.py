@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from rlkit.data.curriculum import Stage, stage_at
 from rlkit.data.problem import Problem
 
 
@@ -45,15 +46,10 @@ class PromptStream:
     per_step: int
     seed: int
     cursor: dict = field(default_factory=dict)  # stage index -> (epoch, position)
-    _orders: dict = field(default_factory=dict, repr=False, compare=False)
+    _pass: tuple = field(default=(), repr=False, compare=False)  # ((stage, epoch, n), its shuffled order)
 
     def stage_at(self, step: int) -> int:
-        start = 0
-        for i, (_, n) in enumerate(self.stages):
-            if n is None or step < start + n:
-                return i
-            start += n
-        return len(self.stages) - 1
+        return stage_at(step, [Stage(group.name, n) for group, n in self.stages])[0]
 
     def next(self, step: int) -> tuple[int, list[Problem]]:
         i = self.stage_at(step)
@@ -73,8 +69,8 @@ class PromptStream:
     def _order(self, stage: int, epoch: int, n: int) -> list[int]:
         """The pass's shuffled order, kept until the pass ends (reshuffling 20k items cost ~10 ms a step)."""
         key = (stage, epoch, n)
-        if self._orders.get("key") != key:
+        if not self._pass or self._pass[0] != key:
             order = list(range(n))
             random.Random(f"{self.seed}-{stage}-{epoch}").shuffle(order)
-            self._orders.update(key=key, order=order)
-        return self._orders["order"]
+            self._pass = (key, order)
+        return self._pass[1]

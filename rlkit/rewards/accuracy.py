@@ -131,11 +131,6 @@ def _extract(completion: str, answer_from: str) -> tuple[str | None, bool]:
     raise ValueError(f"answer_from must be one of {ANSWER_FROM}, got {answer_from!r}")
 
 
-def extract_answer(completion: str, answer_from: AnswerFrom = "tag") -> str | None:
-    """The prediction string `is_correct` compares (for "any" without tag/boxed: the completion's tail)."""
-    return _extract(completion, answer_from)[0]
-
-
 # --------------------------------------------------------------------------- cheap comparisons
 
 def _normalize(s: str) -> str:

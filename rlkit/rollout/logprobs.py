@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from rlkit.algos.entropy import entropy_from_logprobs
+from rlkit.rollout import fast
 
 
 def sequence_inputs(prompt_ids, prompt_mask, response_ids, response_mask):
@@ -50,30 +51,25 @@ def packed_inputs(prompt_ids, prompt_mask, response_ids, response_mask):
 
 
 def token_logprobs(model, prompt_ids, prompt_mask, response_ids, response_mask, *, temperature: float = 1.0,
-                   with_entropy: bool = False, with_values: bool = False):
-    """logp [B,T] of each response token under the sampling distribution (logits / temperature, as verl);
-    entropy [B,T] if asked; last hidden states [B,T,H] if asked. Positions past a row's response
-    (response_mask 0) hold 0 (past the longest response) or a value that must be masked."""
-    if not with_values and shared_prefix_ok(model):
+                   with_entropy: bool = False):
+    """(logp [B,T] of each response token under the sampling distribution (logits / temperature, as verl),
+    entropy [B,T] if asked else None). Positions past a row's response (response_mask 0) hold 0 (past the
+    longest response) or a value that must be masked."""
+    if shared_prefix_ok(model):
         return _shared_prefix_logprobs(model, prompt_ids, prompt_mask, response_ids, response_mask, temperature,
                                        with_entropy)
     B, T = response_ids.shape
     t_len = min(T, max(1, int(response_mask.sum(-1).max())))  # the longest response
     ids, first = packed_inputs(prompt_ids, prompt_mask, response_ids, response_mask)
-    out = model(input_ids=ids, use_cache=False, output_hidden_states=with_values)
+    out = model(input_ids=ids, use_cache=False)
     width = ids.shape[1]
     at = (first[:, None] + torch.arange(t_len)[None]).clamp_(max=width - 1)  # position i predicts i+1
     logits = out.logits.gather(1, at[..., None].expand(-1, -1, out.logits.shape[-1])).float()
-    values = None
-    if with_values:
-        hs = out.hidden_states[-1]
-        values = hs.gather(1, at[..., None].expand(-1, -1, hs.shape[-1]))
     logp, entropy = _logp_entropy(logits, response_ids[:, :t_len], temperature, with_entropy)
     if t_len < T:  # the caller's [B, T] shape
         logp = F.pad(logp, (0, T - t_len))
         entropy = None if entropy is None else F.pad(entropy, (0, T - t_len))
-        values = None if values is None else F.pad(values, (0, 0, 0, T - t_len))
-    return logp, entropy, values
+    return logp, entropy
 
 
 def _logp_entropy(logits, ids, temperature: float, with_entropy: bool):
@@ -92,8 +88,6 @@ def shared_prefix_ok(model) -> bool:
     norms, projections and MLPs are called as modules, so their hooks and adapters still run)."""
     if os.environ.get("RLKIT_FAST_LOGPROBS", "1") == "0":
         return False
-    from rlkit.rollout import fast
-
     try:
         from transformers import PreTrainedModel
     except ImportError:  # pragma: no cover
@@ -112,11 +106,6 @@ def shared_prefix_ok(model) -> bool:
     return not any(mod._forward_hooks or mod._forward_pre_hooks for mod in bypassed)
 
 
-def _rope(x, cos, sin):
-    half = x.shape[-1] // 2
-    return x * cos + torch.cat((-x[..., half:], x[..., :half]), -1) * sin
-
-
 def _attention_block(layer, h, cos, sin, n_heads, n_kv, hd):
     """q, k, v [B, heads, L, hd] of one decoder layer's attention input (rotary applied)."""
     at = layer.self_attn
@@ -126,7 +115,7 @@ def _attention_block(layer, h, cos, sin, n_heads, n_kv, hd):
     k = at.k_proj(x).view(B, L, n_kv, hd).transpose(1, 2)
     v = at.v_proj(x).view(B, L, n_kv, hd).transpose(1, 2)
     cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-    return _rope(q, cos, sin), _rope(k, cos, sin), v
+    return fast._rotate(q, cos, sin), fast._rotate(k, cos, sin), v
 
 
 def _finish_layer(layer, h, o):
@@ -202,4 +191,4 @@ def _shared_prefix_logprobs(model, prompt_ids, prompt_mask, response_ids, respon
     back = torch.argsort(torch.cat(rows))  # sorted position of each original row
     logp = torch.cat(logps)[back]
     entropy = torch.cat(ents)[back] if with_entropy else None
-    return logp, entropy, None
+    return logp, entropy

@@ -136,6 +136,7 @@ def test_shipped_config_valid_and_target_binds(name):
     inspect.signature(fn).bind(*args)
     adv, ret = fn(*args)
     assert adv.shape == ret.shape == (B, T)
+    assert not adv.any() and not ret.any()  # no reward and no value anywhere: nothing to reinforce
 
 
 def test_shipped_algorithm_table():

@@ -71,3 +71,22 @@ def test_validate_stages() -> None:
         validate_stages(EXPECTED, {"kk_2ppl", "kk_3ppl", "kk_4ppl", "kk_5ppl"})
     with pytest.raises(ValueError, match="step must be >= 0"):
         stage_at(-1, EXPECTED)
+
+
+def test_run_config_uses_these_checks():
+    """rlkit's config validation (before compute) goes through this module: an open-ended stage that is not
+    the last used to pass and silently starve every later stage."""
+    from hydra import compose, initialize_config_dir
+
+    from rlkit.config import ConfigError, check_curriculum
+    from tests.conftest import REPO
+
+    def stages(spec: str):
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+            return check_curriculum(compose("config", overrides=[f"curriculum.stages={spec}"]))
+
+    assert [g.name for g in stages("[{data:arith_2d,steps:2},{data:arith_3d,steps:null}]")] == ["arith_2d", "arith_3d"]
+    with pytest.raises(ConfigError, match="stage 0 .* not the last stage"):
+        stages("[{data:arith_2d,steps:null},{data:arith_3d,steps:10}]")
+    with pytest.raises(ConfigError, match="unknown data group 'nope'"):
+        stages("[{data:nope,steps:2}]")

@@ -27,8 +27,9 @@ def test_rlkit_steps_recorded_from_the_real_loop(tiny_path):
     assert len(run.steps) == 3  # trainer.steps = steps + 1 (the last one evaluates)
     s = run.steps[0]
     assert s["gen_tokens"] > 0 and s["generation"] > 0 and s["update"] > 0
-    parts = sum(s[k] for k in bench.PARTS)
-    assert abs(parts - s["step"]) < 1e-6
+    # the separately timed parts fit inside the loop's own step time, which fits inside the wall time
+    assert 0 <= s["advantage+other"] < s["step"] <= s["wall"]
+    assert all(s[k] >= 0 for k in bench.PARTS)
 
 
 @pytest.mark.slow

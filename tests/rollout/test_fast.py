@@ -51,7 +51,7 @@ def test_long_generation_256_tokens_same_tokens_and_logprobs(random_tiny, prompt
     _, logits = hf_greedy(model, tok, prompts, 256)
     ref = logits.log_softmax(-1).gather(-1, fast.response_ids.unsqueeze(-1)).squeeze(-1)
     with torch.no_grad():
-        logp, _, _ = token_logprobs(model, fast.prompt_ids, fast.prompt_mask, fast.response_ids, fast.response_mask)
+        logp, _ = token_logprobs(model, fast.prompt_ids, fast.prompt_mask, fast.response_ids, fast.response_mask)
     m = fast.response_mask.bool()
     assert torch.allclose(logp[m], ref[m], atol=1e-4), (logp[m] - ref[m]).abs().max()
 
@@ -108,7 +108,7 @@ def test_sampled_tokens_logprobs_and_masks(random_tiny, prompts_for):
             assert int(row[n - 1]) == eos and int((row[:n] == eos).sum()) == 1
         assert bool((row[n:] == tok.pad_token_id).all())
     with torch.no_grad():
-        logp, _, _ = token_logprobs(model, r.prompt_ids, r.prompt_mask, r.response_ids, r.response_mask,
+        logp, _ = token_logprobs(model, r.prompt_ids, r.prompt_mask, r.response_ids, r.response_mask,
                                     temperature=0.7)
     assert torch.isfinite(logp[r.response_mask.bool()]).all()
 
@@ -156,7 +156,7 @@ def test_engine_top_p_samples_stay_in_the_nucleus(random_tiny, prompts_for):
     top_p = 0.3
     r = FastEngine(model, tok).generate(prompts_for(tok, 4), 4, SamplingParams(32, temperature=1.0, top_p=top_p))
     with torch.no_grad():
-        logp, _, _ = token_logprobs(model, r.prompt_ids, r.prompt_mask, r.response_ids, r.response_mask)
+        logp, _ = token_logprobs(model, r.prompt_ids, r.prompt_mask, r.response_ids, r.response_mask)
         ids = torch.cat([r.prompt_ids, r.response_ids], 1)
         mask = torch.cat([r.prompt_mask, r.response_mask.long()], 1)
         out = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0))

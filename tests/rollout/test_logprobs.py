@@ -38,7 +38,7 @@ def check(model, r, temperature=1.0, monkeypatch=None, expect_shared=True):
     m = r.response_mask
     ref_lp, ref_ent = reference(model, r, temperature)
     g_ref = grads(model, ref_lp, m)
-    got_lp, got_ent, _ = lp.token_logprobs(model, r.prompt_ids, r.prompt_mask, r.response_ids, m,
+    got_lp, got_ent = lp.token_logprobs(model, r.prompt_ids, r.prompt_mask, r.response_ids, m,
                                            temperature=temperature, with_entropy=True)
     assert got_lp.shape == ref_lp.shape and got_ent.shape == ref_ent.shape
     g = grads(model, got_lp, m)
@@ -97,7 +97,7 @@ def test_short_batch_and_empty_mask_rows(warm, prompts_for):
     model, tok = warm
     r = rollout(model, tok, prompts_for(tok, 2), 2, 32)
     r.response_mask[1] = 0
-    out, ent, _ = lp.token_logprobs(model, r.prompt_ids, r.prompt_mask, r.response_ids, r.response_mask,
+    out, ent = lp.token_logprobs(model, r.prompt_ids, r.prompt_mask, r.response_ids, r.response_mask,
                                     with_entropy=True)
     assert out.shape == r.response_ids.shape and torch.isfinite(out).all() and torch.isfinite(ent).all()
     r.response_mask[1] = 1.0

@@ -49,6 +49,6 @@ def test_training_logprobs_match_generate_scores(tiny_path):
         steps = torch.stack(out.logits, 1).log_softmax(-1)  # [B, T, V]
         t = r.response_ids.shape[1]
         ref = steps[:, :t].gather(-1, r.response_ids.unsqueeze(-1)).squeeze(-1)
-        logp, _, _ = token_logprobs(model, r.prompt_ids, r.prompt_mask, r.response_ids, r.response_mask)
+        logp, _ = token_logprobs(model, r.prompt_ids, r.prompt_mask, r.response_ids, r.response_mask)
     m = r.response_mask.bool()
     assert torch.allclose(logp[m], ref[m], atol=1e-4), (logp[m] - ref[m]).abs().max()

@@ -20,6 +20,10 @@ from rlkit.train import Batch, idle_rows, update
 from tests.conftest import REPO
 
 
+class Plain:  # the torch backend's capability flag, read by idle_rows
+    can_skip_rows = True
+
+
 def _cfg(*overrides: str):
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         return compose("config", overrides=list(overrides))
@@ -65,8 +69,6 @@ def test_skipping_idle_rows_gives_the_same_update(tiny_path, algo):
     model, mixed = _batch(tiny_path, lambda n: torch.tensor([1.0] * 4 + [0, 1, 0, 1] + [0.0] * 4 + [1, 1, 0, 1]))
     _, idle = _batch(tiny_path, lambda n: torch.ones(n))  # a batch with no learning signal at all
     on, off = (_cfg(f"algo={algo}", "algo.kl.coef=0", f"trainer.skip_idle_rows={s}") for s in ("true", "false"))
-    class Plain:  # the torch backend's capability flag, read by idle_rows
-        can_skip_rows = True
     adv = torch.zeros(16, 3)
     adv[4:8] = 1.0
     skip = idle_rows(on, Plain(), adv, torch.ones(16, 3), None)
@@ -85,8 +87,6 @@ def test_skipping_idle_rows_gives_the_same_update(tiny_path, algo):
 
 
 def test_not_skipped_when_the_row_still_matters(tiny_path):
-    class Plain:
-        can_skip_rows = True
     adv, mask = torch.zeros(4, 3), torch.ones(4, 3)
     for over in (["algo=grpo", "algo.kl.coef=0.01", "algo.kl.placement=loss"], ["algo=grpo", "algo.entropy_coef=0.01"],
                  ["algo=grpo", "algo.epochs=2"], ["algo=grpo", "algo.mini_batches=2"]):
