@@ -67,6 +67,7 @@ class TrackingSchema:
 @dataclass
 class LengthSchema:
     name: str = "16k"
+    full_scale_tokens: Any = None  # the budget at full scale; max_response_tokens is it times model.length_scale
     max_response_tokens: int = 16384
     overlong_buffer: int = 2048
     max_tokens_per_micro_batch: int = 65536

@@ -79,7 +79,8 @@ def _from_sweep(key: str, value: Any):
 
 
 def search_space(params: dict[str, Any] | None, sweep_args: list[Override]) -> dict[str, Any]:
-    space = {k: distribution(k, v) for k, v in (params or {}).items()}
+    # a null entry is a key not searched (the root config's default `seed: 0,1,2` is set to null by Optuna sweeps)
+    space = {k: distribution(k, v) for k, v in (params or {}).items() if v is not None}
     for o in sweep_args:
         space[o.get_key_element()] = _from_sweep(o.get_key_element(), o.value())
     return space

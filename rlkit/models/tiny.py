@@ -1,9 +1,13 @@
 """The embedded default model: a tiny Qwen2 built from a config and warmed up by rlkit itself.
 
 No hub is reachable on a CI runner, so rlkit trains a byte-level BPE tokenizer on the task text and
-fits the model *to convergence* on the mixture-of-behaviours teacher (rlkit/models/teacher.py). The
-result is cached on disk under a key that hashes the whole model config, so a changed mixture or
-architecture rebuilds it (deterministically) and an unchanged one loads in about a second.
+fits the model *to convergence* on the mixture-of-behaviours teacher (rlkit/models/teacher.py).
+
+`model=tiny` itself is *shipped* (rlkit/models/shipped/tiny: weights, tokenizer and a record of how it
+was built), so every machine, CPU and library version starts from the same bytes, as researchers start
+from one published checkpoint; `python -m rlkit.models.build_tiny` rebuilds it from this code. Any other
+spec (`tiny_instruct`, a changed mixture or size) is built on demand and cached under a key that hashes
+the spec *and the source of the code that builds it*, so a code change can never be hidden by a cache.
 """
 from __future__ import annotations
 
@@ -22,7 +26,10 @@ from tqdm import tqdm
 from rlkit.data.arithmetic import _draw
 from rlkit.models.teacher import demonstration
 
-WARMUP_VERSION = 1  # bump when the warm-up code changes what it produces
+SHIPPED = Path(__file__).resolve().parent / "shipped"
+BUILD_THREADS = 2  # fixed, so the float reduction order of a build does not depend on the machine's core count
+# the code that decides what a warm start is; its source text is part of the cache key
+BUILD_CODE = ("rlkit/models/tiny.py", "rlkit/models/teacher.py", "rlkit/data/arithmetic.py")
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
 TAGS = ["<think>", "</think>", "<answer>", "</answer>"]
 CHAT_TEMPLATE = (
@@ -35,9 +42,26 @@ def cache_root() -> Path:
     return Path(os.environ.get("RLKIT_CACHE_DIR", Path.home() / ".cache" / "rlkit"))
 
 
+def code_hash() -> str:
+    """Hash of the source files that build a warm start (tokenizer, model, teacher, problem draw)."""
+    root = Path(__file__).resolve().parents[2]
+    h = hashlib.sha256()
+    for rel in BUILD_CODE:
+        h.update(rel.encode() + b"\0" + (root / rel).read_bytes())
+    return h.hexdigest()[:12]
+
+
 def cache_key(spec: dict[str, Any]) -> str:
-    blob = json.dumps({"v": WARMUP_VERSION, **spec}, sort_keys=True, default=str)
+    blob = json.dumps({"code": code_hash(), **spec}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def shipped_path(spec: dict[str, Any]) -> Path | None:
+    """The shipped warm start built from exactly this spec, if rlkit ships one."""
+    for record in SHIPPED.glob("*/warmup.json"):
+        if json.loads(record.read_text())["spec"] == json.loads(json.dumps(spec, default=str)):
+            return record.parent
+    return None
 
 
 def build_tokenizer(texts: list[str], vocab_size: int, max_len: int):
@@ -93,6 +117,15 @@ def _batch(tokenizer, pairs, rng, mixture):
 
 def warm_up(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     """Tokenizer + model + SFT to convergence; saves to `out`, returns the warm-up record."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(BUILD_THREADS)
+    try:
+        return _warm_up(spec, out)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _warm_up(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     w = spec["warmup"]
     torch.manual_seed(w["seed"])
     rng = random.Random(w["seed"])
@@ -129,14 +162,29 @@ def warm_up(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    record = {"spec": spec, "seconds": round(time.time() - t0, 1), "final_loss": sum(losses[-50:]) / 50,
+    record = {"spec": spec, "code_hash": code_hash(), "versions": versions(), "threads": BUILD_THREADS,
+              "seconds": round(time.time() - t0, 1), "final_loss": sum(losses[-50:]) / 50,
               "loss_curve": losses[:: max(1, steps // 100)]}
     (out / "warmup.json").write_text(json.dumps(record, indent=1))
     return record
 
 
+def versions() -> dict[str, str]:
+    import platform
+
+    import tokenizers
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "tokenizers": tokenizers.__version__, "cpu": platform.machine()}
+
+
 def ensure_tiny(spec: dict[str, Any]) -> Path:
-    """Path of the cached warm start for `spec`, building it first if absent (atomic rename)."""
+    """Path of the warm start for `spec`: the shipped one when it matches, else the cached build, building
+    it first if absent (atomic rename)."""
+    shipped = shipped_path(spec)
+    if shipped is not None:
+        return shipped
     path = cache_root() / f"tiny-{cache_key(spec)}"
     if (path / "warmup.json").exists():
         return path

@@ -211,6 +211,8 @@ def runs_table(runs: list) -> pd.DataFrame:
         }
         for k in tag_keys:
             row[k] = tags.get(k, UNSET)
+        if "rlkit.max_response_tokens" in tags and "length" in row:  # a scaled budget says its tokens: 16k (40 tok)
+            row["length"] = f"{row['length']} ({tags['rlkit.max_response_tokens']} tok)"
         rows.append(row)
     cols = ["run_id", "run_name", "status", "mlflow_status", "seed", "start_time", "end_time", *tag_keys]
     return pd.DataFrame(rows, columns=cols)

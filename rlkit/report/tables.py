@@ -101,7 +101,7 @@ class Ablation:
 
 
 def _matches(value: str, wanted: str) -> bool:
-    if str(value) == str(wanted):
+    if str(value) in (str(wanted), f"{wanted} ({str(value).partition(' (')[2]}"):  # `16k` matches `16k (40 tok)`
         return True
     try:
         return float(value) == float(wanted)
