@@ -18,15 +18,12 @@ from (seed, step, prompt tokens) so a prompt gets the same samples on whichever 
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-
-from rlkit.rollout.base import Rollout, SamplingParams
 
 
 @dataclass
@@ -136,13 +133,15 @@ class Dist:
 
     # ------------------------------------------------------------------ metrics
     def reduce_metrics(self, m: dict[str, float], n_seqs: float, n_tokens: float) -> dict[str, float]:
-        """Each metric reduced over ranks by what it is (see `reduction`); rank 0's values otherwise."""
+        """Each metric reduced over ranks as its producer declared (`declare`); an undeclared metric
+        raises at any world size, so a new metric cannot silently get the wrong reduction."""
+        ops = {k: reduction(k) for k in m}
         if self.world == 1:
             return m
         parts = self.all_gather_object((m, float(n_seqs), float(n_tokens)))
         out = dict(m)
         for k in m:
-            op = reduction(k)
+            op = ops[k]
             vals = [(p[0][k], p[1], p[2]) for p in parts if k in p[0]]
             if op == "sum":
                 out[k] = sum(x for x, _, _ in vals)
@@ -171,27 +170,31 @@ class Dist:
         checkpoint.set_rng_state(states)
 
 
-# metrics whose per-rank values are already shares of the global value (global denominators)
-SUMMED = {"actor/pg_loss", "actor/kl_loss", "actor/entropy", "actor/pg_clipfrac", "actor/ppo_kl", "critic/vf_loss"}
-# masked means over response tokens
-TOKEN_MEANS = {"critic/advantages/mean", "critic/returns/mean", "actor/kl_ref", "critic/values/mean"}
-# identical on every rank (computed after a reduction, or from gathered data)
-SAME = {"actor/grad_norm", "actor/lr", "data/stage", "groups/resample_rounds", "critic/vf_explained_var"}
+REDUCTIONS = ("sum", "max", "min", "token-mean", "seq-mean", "same")
+_DECLARED: dict[str, str] = {}  # metric key (or prefix ending in "/") -> reduction
+
+
+def declare(op: str, *keys: str) -> None:
+    """Declare how metrics combine over ranks, next to the code that produces them: `sum` (per-rank
+    shares of a global value), `max`/`min`, `token-mean`/`seq-mean` (weighted by each rank's response
+    tokens/sequences), `same` (identical on every rank). A key ending in "/" declares a prefix."""
+    if op not in REDUCTIONS:
+        raise ValueError(f"unknown reduction {op!r}; one of {REDUCTIONS}")
+    for k in keys:
+        if _DECLARED.get(k, op) != op:
+            raise ValueError(f"metric {k!r} declared both {_DECLARED[k]} and {op}")
+        _DECLARED[k] = op
 
 
 def reduction(key: str) -> str:
-    """How a step metric combines over ranks: sum | max | min | token-mean | seq-mean | same."""
-    if key in SUMMED or key.startswith("perf/"):
-        return "sum"
-    if key in SAME or key.startswith(("val/", "summary/")):
-        return "same"
-    if key.endswith("/max") or key.startswith("timing_s/"):
-        return "max"
-    if key.endswith("/min"):
-        return "min"
-    if key in TOKEN_MEANS:
-        return "token-mean"
-    return "seq-mean"  # per-sequence means (score, lengths, clip ratio, reward terms, group fractions)
+    """The declared reduction of a metric (an exact key first, then its longest declared prefix)."""
+    if key in _DECLARED:
+        return _DECLARED[key]
+    prefixes = [p for p in _DECLARED if p.endswith("/") and key.startswith(p)]
+    if not prefixes:
+        raise KeyError(f"metric {key!r} declares no reduction over ranks: call rlkit.distributed.declare(op, "
+                       f"{key!r}) where it is produced")
+    return _DECLARED[max(prefixes, key=len)]
 
 
 _STATE: Dist | None = None
@@ -249,75 +252,6 @@ def check(cfg, dist: Dist) -> None:
     if dist.world > 1 and cfg.trainer.prompts_per_step % dist.world:
         raise ConfigError(f"trainer.prompts_per_step={cfg.trainer.prompts_per_step} must be a multiple of the "
                           f"number of processes ({dist.world}) so each rank gets whole prompt groups")
-
-
-class NullTracker:
-    """What ranks other than 0 hold: they compute and reduce metrics, rank 0 alone logs them."""
-
-    run_id = None
-
-    def log(self, metrics: dict[str, float], step: int) -> None: ...
-
-    def log_text(self, text: str, name: str) -> None: ...
-
-    def set_tags(self, tags: dict[str, str]) -> None: ...
-
-    def finish(self, status: str) -> None: ...
-
-
-# ---------------------------------------------------------------------- per-prompt seeded sampling
-def prompt_seed(step_seed: int, prompt: list[int]) -> int:
-    blob = f"{step_seed}:{','.join(map(str, prompt))}".encode()
-    return int.from_bytes(hashlib.sha256(blob).digest()[:8], "little") & (2**63 - 1)
-
-
-def step_seed(seed: int, step: int) -> int:
-    return int.from_bytes(hashlib.sha256(f"{seed}/{step}".encode()).digest()[:8], "little") & (2**63 - 1)
-
-
-class PerPromptSeeds:
-    """Engine wrapper: when `params.seed` is set, each prompt's n samples come from a generator seeded
-    by (params.seed, the prompt's tokens), so they do not depend on which rank or batch the prompt is
-    in. One engine call per prompt (less batching): a reproducibility switch, not the fast path.
-    Engines that seed requests themselves (vLLM) are not wrapped."""
-
-    def __init__(self, engine) -> None:
-        self.engine = engine
-
-    def sync_weights(self, model) -> None:
-        self.engine.sync_weights(model)
-
-    def generate(self, prompts: list[list[int]], n: int, params: SamplingParams) -> Rollout:
-        if params.seed is None or params.greedy:
-            return self.engine.generate(prompts, n, params)
-        outs = []
-        for p in prompts:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(prompt_seed(params.seed, p))
-                outs.append(self.engine.generate([p], n, params))
-        return cat_rollouts(outs)
-
-
-def cat_rollouts(parts: list[Rollout]) -> Rollout:
-    """Concatenate rollouts of single prompts (or any rollouts): prompts left-padded, responses
-    right-padded to the widest, prompt indices renumbered in order."""
-    pw = max(r.prompt_ids.shape[1] for r in parts)
-    rw = max(r.response_ids.shape[1] for r in parts)
-    lpad = lambda t: F.pad(t, (pw - t.shape[1], 0))  # noqa: E731
-    rpad = lambda t: F.pad(t, (0, rw - t.shape[1]))  # noqa: E731
-    groups, offset = [], 0
-    for r in parts:
-        groups.append(r.group + offset)
-        offset += int(r.group.max()) + 1 if len(r.group) else 0
-    logprobs = None
-    if all(getattr(r, "logprobs", None) is not None for r in parts):
-        logprobs = torch.cat([rpad(r.logprobs) for r in parts])
-    out = Rollout(torch.cat([lpad(r.prompt_ids) for r in parts]), torch.cat([lpad(r.prompt_mask) for r in parts]),
-                  torch.cat([rpad(r.response_ids) for r in parts]), torch.cat([rpad(r.response_mask) for r in parts]),
-                  torch.cat([r.truncated for r in parts]), [t for r in parts for t in r.texts], torch.cat(groups))
-    if logprobs is not None:
-        out.logprobs = logprobs
-    return out
 
 
 def to_device(obj, device: torch.device):

@@ -21,7 +21,8 @@ def compute_rates(cfg: DictConfig) -> dict[str, float]:
     from rlkit.data.stream import load_group
     from rlkit.models.load import load_policy
     from rlkit.rollout.base import SamplingParams
-    from rlkit.train import make_engine, prompt_ids, response_budget, set_threads
+    from rlkit.steps.parts import make_engine, set_threads
+    from rlkit.steps.sample import prompt_ids, response_budget
 
     set_threads(cfg)
     torch.manual_seed(cfg.seed)

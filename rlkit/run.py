@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 import rlkit.launch  # noqa: F401  (puts rlkit's Hydra launcher/sweeper plugins where Hydra's scan finds them)
 from rlkit import checkpoint, distributed
 from rlkit.config import GROUPS, ConfigError, check_curriculum, validate
+from rlkit.data.stream import load_data
 
 
 def job_tags(cfg: DictConfig, hc, sweep: dict | None) -> dict[str, str]:
@@ -42,25 +43,6 @@ def job_tags(cfg: DictConfig, hc, sweep: dict | None) -> dict[str, str]:
     return tags
 
 
-def load_data(cfg: DictConfig):
-    """(data groups in stage order, their step counts, the held-out groups); reads every file before compute.
-
-    One group without a curriculum. With one, `val/acc` is still the run's `data` group, so the arms of
-    a curriculum study (a schedule vs `data` mixed throughout) are scored on the same held-out set;
-    each stage's group adds `val/<group>/acc`."""
-    from rlkit.data.stream import load_group
-
-    stages = check_curriculum(cfg)
-    if not stages:
-        group = load_group(cfg.data)
-        return [group], [None], [group]
-    groups = [load_group(g) for g in stages]
-    by_name = {g.name: g for g in groups}
-    anchor = by_name.get(cfg.data.name) or load_group(cfg.data, need_train=False)
-    held_out = [anchor] + [g for name, g in by_name.items() if name != anchor.name]
-    return groups, [st.get("steps") for st in cfg.curriculum.stages], held_out
-
-
 def run_job(cfg: DictConfig) -> float:
     from rlkit.launch.callbacks import read_sweep_info
     from rlkit.tracking import Tracker
@@ -69,7 +51,7 @@ def run_job(cfg: DictConfig) -> float:
     validate(cfg)
     dist = distributed.init(cfg)  # the ranks of a torchrun / multi-task SLURM job (one process: nothing to join)
     distributed.check(cfg, dist)
-    groups, stage_steps, held_out = load_data(cfg)
+    groups, stage_steps, held_out = load_data(cfg, check_curriculum(cfg))
     sweep = read_sweep_info(hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else None
     ckpt_dir = Path(cfg.paths.checkpoints) / checkpoint.run_key(cfg.tracking.experiment, list(hc.overrides.task))
     status = checkpoint.read_status(ckpt_dir)
@@ -84,10 +66,11 @@ def run_job(cfg: DictConfig) -> float:
             shutil.rmtree(ckpt_dir)  # the same command after a finished run starts a new run
         status = {}
     if not dist.is_main:  # only rank 0 holds the MLflow run and the status file; it logs the reduced metrics
+        from rlkit.steps.log import NullTracker
         from rlkit.train import train
 
         dist.barrier()
-        result = train(cfg, distributed.NullTracker(), ckpt_dir, groups, stage_steps, held_out)
+        result = train(cfg, NullTracker(), ckpt_dir, groups, stage_steps, held_out)
         dist.close()
         return float(result["val/acc"])
     name = " ".join(o for o in hc.overrides.task if not o.startswith("hydra")) or "default"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -74,3 +75,28 @@ class PromptStream:
             random.Random(f"{self.seed}-{stage}-{epoch}").shuffle(order)
             self._pass = (key, order)
         return self._pass[1]
+
+
+class RunData(NamedTuple):
+    """A run's data: its groups in stage order, each stage's step count (None: the rest), the held-out groups."""
+
+    groups: list[DataGroup]
+    stage_steps: list[int | None]
+    held_out: list[DataGroup]
+
+
+def load_data(cfg: DictConfig, stages: list[DictConfig]) -> RunData:
+    """Every data file a run reads, before compute; `stages` are the curriculum stages' data-group
+    configs (rlkit.config.check_curriculum(cfg); empty without a curriculum).
+
+    One group without a curriculum. With one, `val/acc` is still the run's `data` group, so the arms of
+    a curriculum study (a schedule vs `data` mixed throughout) are scored on the same held-out set;
+    each stage's group adds `val/<group>/acc`. Every caller of rlkit.train.train() starts here."""
+    if not stages:
+        group = load_group(cfg.data)
+        return RunData([group], [None], [group])
+    groups = [load_group(g) for g in stages]
+    by_name = {g.name: g for g in groups}
+    anchor = by_name.get(cfg.data.name) or load_group(cfg.data, need_train=False)
+    held_out = [anchor] + [g for name, g in by_name.items() if name != anchor.name]
+    return RunData(groups, [st.get("steps") for st in cfg.curriculum.stages], held_out)

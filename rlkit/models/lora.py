@@ -72,12 +72,24 @@ class MergedForGeneration:
             self.policy.unmerge_adapter()
 
 
+def hf_name(name: str) -> str | None:
+    """A training module's parameter name -> the transformers checkpoint name vLLM loads (None: skip).
+
+    Strips wrappers' prefixes (DeepSpeed/DDP `module.`, peft `base_model.model.`, rlkit's `Autocast`)
+    and peft's `.base_layer` infix; adapter tensors (`lora_A/B`, `lora_embedding_*`) are skipped
+    because they are merged into their base weights before the push."""
+    for prefix in ("module.", "base_model.model."):
+        while name.startswith(prefix):
+            name = name[len(prefix):]
+    if ".lora_" in name or name.startswith("lora_"):
+        return None
+    return name.replace(".base_layer.", ".")
+
+
 def merged_weights(model: torch.nn.Module):
     """(name, tensor) of the plain transformers checkpoint the LoRA model currently computes:
     W + scaling * B @ A for every adapted linear, the other tensors as they are, named as in the base
     model's own state dict (what vLLM's `load_weights` expects). Works on a model without adapters too."""
-    from rlkit.rollout.vllm import hf_name
-
     base = hf_model(model)
     adapted: dict[str, torch.Tensor] = {}
     for mname, mod in base.named_modules():

@@ -3,17 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from rlkit.rollout.base import Rollout, SamplingParams
-
-
-def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(map(len, seqs))
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, width - len(s):] = torch.tensor(s)
-        mask[i, width - len(s):] = 1
-    return ids, mask
+from rlkit.rollout.base import Rollout, SamplingParams, left_pad  # noqa: F401  (left_pad: re-exported)
 
 
 def finish(prompt_ids, prompt_mask, new_tokens: torch.Tensor, eos_id: int, pad_id: int, tokenizer,

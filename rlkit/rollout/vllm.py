@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from rlkit.models.lora import hf_name  # noqa: F401  (the name mapping lives with the LoRA merge)
 from rlkit.rollout.base import Rollout, SamplingParams
 from rlkit.rollout.hf import finish, left_pad
 
@@ -45,20 +46,6 @@ def sampling_kwargs(params: SamplingParams, n: int, eos_id: int, seed: int | Non
     if seed is not None:
         kw["seed"] = int(seed)
     return kw
-
-
-def hf_name(name: str) -> str | None:
-    """A training module's parameter name -> the transformers checkpoint name vLLM loads (None: skip).
-
-    Strips wrappers' prefixes (DeepSpeed/DDP `module.`, peft `base_model.model.`, rlkit's `Autocast`)
-    and peft's `.base_layer` infix; adapter tensors (`lora_A/B`, `lora_embedding_*`) are skipped
-    because they are merged into their base weights before the push."""
-    for prefix in ("module.", "base_model.model."):
-        while name.startswith(prefix):
-            name = name[len(prefix):]
-    if ".lora_" in name or name.startswith("lora_"):
-        return None
-    return name.replace(".base_layer.", ".")
 
 
 def tp_slices(counts: list[int]) -> list[slice]:
@@ -163,7 +150,7 @@ class VLLMEngine:
         from vllm import SamplingParams as VSamplingParams
         from vllm.inputs import TokensPrompt
 
-        from rlkit.distributed import prompt_seed
+        from rlkit.rollout.seeded import prompt_seed
 
         local = prompts
         if self._tp_group is not None:  # a TP group generates its members' prompts together

@@ -10,9 +10,11 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+import rlkit.train  # noqa: F401  (its steps declare how the loop's metrics reduce over ranks)
 from rlkit import distributed
 from rlkit.algos.advantages import grpo, reinforce_pp
-from rlkit.rollout.base import Rollout, SamplingParams
+from rlkit.rollout.base import Rollout, SamplingParams, cat_rollouts
+from rlkit.rollout.seeded import PerPromptSeeds, step_seed
 
 
 def _free_port() -> int:
@@ -117,11 +119,18 @@ def test_reduction_table():
         ["sum", "sum", "max", "max", "min", "token-mean", "seq-mean", "same", "same"]
 
 
+def test_a_metric_without_a_declared_reduction_fails_at_any_world_size():
+    with pytest.raises(KeyError, match="declares no reduction"):
+        distributed.Dist().reduce_metrics({"my/new_metric": 1.0}, 1, 1)
+    with pytest.raises(ValueError, match="declared both"):
+        distributed.declare("max", "actor/pg_loss")
+
+
 def test_world_one_is_a_pass_through():
     d = distributed.Dist()
     x = [1, 2, 3]
     assert d.shard(x) is x and d.gather_list(x) is x and d.sum(2, 3) == (2.0, 3.0)
-    m = {"a": 1.0}
+    m = {"critic/score/mean": 1.0}
     assert d.reduce_metrics(m, 1, 1) is m
     assert distributed.to_device(m, torch.device("cpu")) is m
 
@@ -140,13 +149,13 @@ class _Counter:
 
 
 def test_per_prompt_seeds_make_samples_independent_of_the_batch():
-    eng = distributed.PerPromptSeeds(_Counter())
-    p = SamplingParams(8, seed=distributed.step_seed(0, 5))
+    eng = PerPromptSeeds(_Counter())
+    p = SamplingParams(8, seed=step_seed(0, 5))
     whole = eng.generate([[1, 2], [3, 4], [5, 6], [7, 8]], 2, p)
     halves = [eng.generate([[1, 2], [3, 4]], 2, p), eng.generate([[5, 6], [7, 8]], 2, p)]
     assert whole.texts == halves[0].texts + halves[1].texts
     assert whole.group.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
-    other_step = eng.generate([[1, 2]], 2, SamplingParams(8, seed=distributed.step_seed(0, 6)))
+    other_step = eng.generate([[1, 2]], 2, SamplingParams(8, seed=step_seed(0, 6)))
     assert other_step.texts != whole.texts[:2]
     state = torch.get_rng_state()
     eng.generate([[1, 2]], 2, p)
@@ -160,7 +169,11 @@ def test_cat_rollouts_pads_both_sides():
                 torch.ones(1, 2), torch.tensor([False]), ["x"], torch.tensor([0]))
     b = Rollout(torch.tensor([[8]]), torch.ones(1, 1, dtype=torch.long), torch.tensor([[3, 4, 9]]),
                 torch.tensor([[1.0, 1.0, 0.0]]), torch.tensor([True]), ["y"], torch.tensor([0]))
-    c = distributed.cat_rollouts([a, b])
+    c = cat_rollouts([a, b])
     assert c.prompt_ids.tolist() == [[5, 6, 7], [0, 0, 8]] and c.prompt_mask.tolist() == [[1, 1, 1], [0, 0, 1]]
     assert c.response_ids.tolist() == [[1, 2, 0], [3, 4, 9]] and c.response_mask.tolist() == [[1, 1, 0], [1, 1, 0]]
     assert c.group.tolist() == [0, 1] and c.texts == ["x", "y"] and c.truncated.tolist() == [False, True]
+    # DAPO's kept rows: the dropped part adds no width, prompts are re-padded to the longest kept one
+    k = cat_rollouts([a, b, a], [torch.tensor([False]), torch.tensor([True]), torch.tensor([True])])
+    assert k.prompt_ids.tolist() == [[0, 0, 8], [5, 6, 7]] and k.response_ids.tolist() == [[3, 4, 9], [1, 2, 0]]
+    assert k.group.tolist() == [0, 1] and k.texts == ["y", "x"]

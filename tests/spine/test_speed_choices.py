@@ -16,7 +16,10 @@ from rlkit.backends import make_backend
 from rlkit.data.arithmetic import load
 from rlkit.rollout.base import SamplingParams
 from rlkit.rollout.fast import FastEngine
-from rlkit.train import Batch, idle_rows, update
+from rlkit.steps.advantage import Scored
+from rlkit.steps.parts import RunParts
+from rlkit.steps.sample import Batch
+from rlkit.steps.update import idle_rows, update
 from tests.conftest import REPO
 
 
@@ -59,7 +62,8 @@ def _updates(cfg, model, batches):
         last = r.response_mask.sum(-1).long() - 1
         rewards[torch.arange(len(last)), last] = b.scores
         adv, ret = adv_fn(rewards, r.response_mask, r.group, None)
-        metrics.append(update(cfg, actor, None, b, None, None, None, adv, ret, r.response_mask, dist))
+        scored = Scored(None, None, None, adv, ret, r.response_mask, torch.zeros(len(b.problems), dtype=torch.bool))
+        metrics.append(update(RunParts(cfg, dist, actor), b, scored))
     return torch.cat([p.detach().flatten() for p in policy.parameters()]), metrics
 
 
@@ -97,7 +101,7 @@ def test_not_skipped_when_the_row_still_matters(tiny_path):
 def test_torch_threads_fit_the_cpus_and_the_processes():
     import os
 
-    from rlkit.train import torch_threads
+    from rlkit.steps.parts import torch_threads
 
     cpus = len(os.sched_getaffinity(0))
     assert torch_threads(_cfg(), {}) == cpus

@@ -1,0 +1,49 @@
+"""Held-out accuracy: greedy (or sampled) answers to each evaluation group's held-out problems."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from rlkit import distributed
+from rlkit.rollout.base import SamplingParams
+from rlkit.steps.sample import response_budget
+
+if TYPE_CHECKING:
+    from rlkit.steps.parts import RunParts
+
+distributed.declare("same", "val/", "val_ctx/")  # computed from answers gathered over ranks
+
+
+@torch.no_grad()
+def evaluate(p: RunParts, step: int) -> tuple[dict[str, float], list[str]]:
+    """(metrics, sample completions): `val/acc` is the first group's, `val/<group>/acc` each group's when
+    there are several, `val_ctx/<flaw>/acc` per flaw context of the tiny default. Each rank answers its
+    share of the held-out problems; the answers are gathered in order."""
+    cfg, dist = p.cfg, p.dist
+    metrics: dict[str, float] = {}
+    samples: list[str] = []
+    for gi, g in enumerate(p.eval_groups):
+        params = SamplingParams(response_budget(cfg, p.prompt_ids(g.template, g.val)),
+                                cfg.rollout.temperature, cfg.rollout.top_p, greedy=cfg.rollout.val_greedy)
+        val = dist.shard(g.val)
+        prompts = p.prompt_ids(g.template, val)
+        outs = [p.engine.generate(prompts[i:i + 256], 1, params) for i in range(0, len(prompts), 256)]
+        texts = [t for o in outs for t in o.texts]
+        lengths = torch.tensor(dist.gather_list([int(n) for o in outs for n in o.lengths])).float()
+        correct = dist.gather_list([bool(g.correct(t, x)) for t, x in zip(texts, val)])
+        texts = dist.gather_list(texts)
+        prefix = "val" if gi == 0 else f"val/{g.name}"
+        metrics[f"{prefix}/acc"] = sum(correct) / len(correct)
+        metrics[f"{prefix}/response_length/mean"] = float(lengths.mean())
+        if len(p.eval_groups) > 1:
+            metrics[f"val/{g.name}/acc"] = metrics[f"{prefix}/acc"]
+        by_ctx: dict[str, list[bool]] = {}
+        for c, x in zip(correct, g.val):
+            for ctx in x.meta.get("flaws", None) or (["none"] if "flaws" in x.meta else []):
+                by_ctx.setdefault(ctx, []).append(c)
+        for ctx, cs in by_ctx.items():
+            metrics[f"val_ctx/{ctx}/acc"] = sum(cs) / len(cs)  # accuracy per flaw context of the tiny default
+        samples += [f"### step {step} {g.name} [{'correct' if c else 'wrong'}]\nQ: {x.question}\nA: {t}\n"
+                    for t, x, c in list(zip(texts, g.val, correct))[: cfg.tracking.log_samples]]
+    return metrics, samples

@@ -1,0 +1,149 @@
+"""The update: epochs x mini-batches of optimizer steps; micro-batches accumulate to each mini-batch.
+
+Token and sequence counts are summed over ranks, so each rank's loss is its share of the global
+mini-batch loss (and the backend sums the gradients)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from rlkit import distributed
+from rlkit.algos.aggregate import aggregate
+from rlkit.algos.kl import kl_estimate
+from rlkit.algos.losses import ppo_clip, value_loss
+from rlkit.rollout.logprobs import token_logprobs
+from rlkit.steps.advantage import Scored, critic_values
+from rlkit.steps.sample import Batch
+
+if TYPE_CHECKING:
+    from rlkit.steps.parts import RunParts
+
+# per-rank values are shares of the global value (global denominators): summed over ranks
+distributed.declare("sum", "actor/pg_loss", "actor/kl_loss", "actor/entropy", "actor/pg_clipfrac", "actor/ppo_kl",
+                    "critic/vf_loss")
+distributed.declare("same", "actor/grad_norm")  # computed after the gradients were summed
+
+
+@dataclass
+class Totals:
+    """One mini-batch's denominators summed over ranks."""
+
+    tokens: float   # loss tokens (at least 1)
+    seqs: float
+    resp: float     # generated tokens (at least 1), for entropy over every generated token
+
+
+def update(p: RunParts, batch: Batch, s: Scored) -> dict[str, float]:
+    """algo.epochs passes of algo.mini_batches optimizer steps; metrics averaged over the steps."""
+    a = p.cfg.algo
+    B = len(batch.problems)
+    skip = idle_rows(p.cfg, p.actor, s.advantages, s.loss_mask, s.ref_logp)
+    sums: dict[str, float] = {}
+    n_updates = 0
+    for _ in range(a.epochs):
+        perm = torch.randperm(B) if a.mini_batches > 1 else torch.arange(B)
+        for mb in perm.chunk(a.mini_batches):
+            for k, v in minibatch_step(p, batch, s, mb, skip).items():
+                sums[k] = sums.get(k, 0.0) + v
+            n_updates += 1
+    return {k: v / n_updates for k, v in sums.items()}
+
+
+def minibatch_step(p: RunParts, batch: Batch, s: Scored, mb: torch.Tensor, skip: torch.Tensor | None
+                   ) -> dict[str, float]:
+    """One optimizer step of the actor (and critic) on rows `mb`, micro-batch by micro-batch."""
+    r, grad_clip = batch.rollout, p.cfg.trainer.grad_clip
+    tokens, seqs, resp = p.dist.sum(s.loss_mask[mb].sum(), len(mb), r.response_mask[mb].sum())
+    tot = Totals(max(tokens, 1.0), seqs, max(resp, 1.0))
+    p.actor.zero_grad()
+    if p.critic:
+        p.critic.zero_grad()
+    stats = dict.fromkeys(("actor/pg_loss", "actor/entropy", "actor/pg_clipfrac", "actor/ppo_kl"), 0.0)
+    for idx in mb.split(p.cfg.trainer.micro_batch_size):
+        if p.critic is not None:
+            _add(stats, critic_micro(p, batch, s, idx, tot))
+        if skip is not None:  # rows whose loss is exactly 0: entropy (a metric) from a no-grad pass
+            _add(stats, idle_entropy(p, batch, idx[skip[idx]], tot))
+            idx = idx[~skip[idx]]
+        if len(idx):
+            _add(stats, actor_micro(p, batch, s, idx, tot))
+    stats["actor/grad_norm"] = p.actor.step(grad_clip)  # (clips, then steps)
+    if p.critic:
+        p.critic.step(grad_clip)
+    return stats
+
+
+def _add(stats: dict[str, float], parts: dict[str, float]) -> None:
+    for k, v in parts.items():
+        stats[k] = stats.get(k, 0.0) + v
+
+
+def _rows(r, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    return r.prompt_ids[idx], r.prompt_mask[idx], r.response_ids[idx], r.response_mask[idx]
+
+
+def critic_micro(p: RunParts, batch: Batch, s: Scored, idx: torch.Tensor, tot: Totals) -> dict[str, float]:
+    """The clipped value loss of rows `idx`, backpropagated into the critic."""
+    c = p.cfg.algo.critic
+    v = critic_values(p.critic.model, *_rows(batch.rollout, idx))
+    vl = aggregate(value_loss(v, s.values[idx], s.returns[idx], s.loss_mask[idx], clip=c.value_clip),
+                   s.loss_mask[idx], "token-mean", total_tokens=tot.tokens)
+    p.critic.backward(c.coef * vl)
+    return {"critic/vf_loss": vl.item()}
+
+
+def idle_entropy(p: RunParts, batch: Batch, idle: torch.Tensor, tot: Totals) -> dict[str, float]:
+    """Entropy of skipped rows (a metric only): a no-grad pass."""
+    if not len(idle):
+        return {}
+    r = batch.rollout
+    with torch.no_grad():
+        ent = token_logprobs(p.actor.model, *_rows(r, idle), temperature=p.cfg.rollout.temperature,
+                             with_entropy=True)[1]
+    return {"actor/entropy": float((ent * r.response_mask[idle]).sum()) / tot.resp}
+
+
+def actor_micro(p: RunParts, batch: Batch, s: Scored, idx: torch.Tensor, tot: Totals) -> dict[str, float]:
+    """Policy loss (+ KL in the loss, - entropy bonus) of rows `idx`, backpropagated into the actor."""
+    a, r = p.cfg.algo, batch.rollout
+    m = s.loss_mask[idx]
+    logp, entropy = token_logprobs(p.actor.model, *_rows(r, idx), temperature=p.cfg.rollout.temperature,
+                                   with_entropy=True)
+    old = logp.detach() if s.old_logp is None else s.old_logp[idx]
+    pg, pm = ppo_clip(logp, old, s.advantages[idx], m, clip_low=a.clip_low, clip_high=a.clip_high, dual_clip=a.dual_clip)
+    agg = dict(total_tokens=tot.tokens, total_seqs=tot.seqs, constant=a.agg_constant)
+    loss = aggregate(pg, m, a.aggregation, **agg)
+    parts = {"actor/pg_loss": loss.item()}
+    if s.ref_logp is not None and a.kl.placement == "loss":
+        kl = aggregate(kl_estimate(logp, s.ref_logp[idx], a.kl.estimator), m, a.aggregation, **agg)
+        loss = loss + a.kl.coef * kl
+        parts["actor/kl_loss"] = kl.item()
+    if a.entropy_coef:
+        loss = loss - a.entropy_coef * aggregate(entropy, m, a.aggregation, **agg)
+    p.actor.backward(loss)
+    w = float(m.sum()) / tot.tokens  # token share, to average per-token metrics over micro-batches
+    resp = r.response_mask[idx]  # entropy over every generated token, whatever the loss mask/aggregation
+    parts["actor/entropy"] = float((entropy.detach() * resp).sum()) / tot.resp
+    parts["actor/pg_clipfrac"] = float(pm["pg_clipfrac"]) * w
+    parts["actor/ppo_kl"] = float(pm["ppo_kl"]) * w
+    return parts
+
+
+def idle_rows(cfg, actor, adv: torch.Tensor, loss_mask: torch.Tensor, ref_logp: torch.Tensor | None
+              ) -> torch.Tensor | None:
+    """[B] rows the actor's forward/backward can skip because their loss is exactly 0, or None.
+
+    A row whose advantage is 0 on every loss token (a GRPO group that was all right or all wrong, or a
+    masked group) adds 0 to the policy loss and its gradient; the global token/sequence denominators
+    are computed before, so the gradient is the same without it. Only when nothing else reads the
+    row: one on-policy update (ratio 1, so clip fraction and PPO-KL are 0 there), no KL or entropy
+    term in the loss, and the torch backend (DeepSpeed ZeRO needs the same passes on every rank). With
+    LoRA dropout the skipped rows draw no dropout masks, so later random draws differ from a full pass."""
+    a = cfg.algo
+    if not cfg.trainer.skip_idle_rows or a.epochs != 1 or a.mini_batches != 1 or a.entropy_coef:
+        return None
+    if (ref_logp is not None and a.kl.placement == "loss" and a.kl.coef) or not getattr(actor, "can_skip_rows", False):
+        return None
+    return ~((adv != 0) & (loss_mask > 0)).any(-1).cpu()  # indexes the CPU row ids of the micro-batches
