@@ -1,11 +1,15 @@
-"""`python -m rlkit.bench [options] [hydra overrides]`: where an RL step's time goes, and rlkit vs TRL.
+"""`python -m bench.rl_bench` (or `python -m rlkit.bench`) [options] [hydra overrides]: where an RL step's time goes,
+and rlkit vs TRL.
+
+Outside the rlkit package (nothing in rlkit imports it). It runs the real loop, `rlkit.train.train`,
+and reads the loop's own explicit timers (`timing_s/gen|reward|old_log_prob|ref|values|adv|update_actor|step`)
+from the metrics handed to the tracker it passes in; nothing in rlkit is patched.
 
 Sections (--only, comma-separated; default step,rollout,startup):
 
-step      seconds per RL step of rlkit's real loop: `rlkit.train.train` itself with a tracker stub that
-          keeps its `timing_s/*` metrics (the engine's `generate` and the reward `score` are timed too,
-          to split generation from reward), broken down into generation / reward / old+ref logprobs /
-          advantage (+ bookkeeping) / update, with generated tokens/s, CPU-seconds and peak RSS.
+step      seconds per RL step of rlkit's real loop: `rlkit.train.train` itself with a recorder as its
+          tracker that keeps its `timing_s/*` metrics, broken down into generation / reward / old+ref
+          logprobs / advantage (+ bookkeeping) / update, with generated tokens/s, CPU-seconds and peak RSS.
           With --trl (`pip install 'rlkit[bench]' torch==2.13.0`) TRL's GRPOTrainer runs in the same
           process on the very same model files, prompts (rlkit's own prompt stream, in order), group
           size, max new tokens, learning rate and warm-up, weight decay, grad clip, clip range,
@@ -18,7 +22,8 @@ rollout   generated tokens/s of rlkit's FastEngine vs HF `generate` alone (HFEng
           prompts and batch (prompts x group, 64 by default), sampling, interleaved repetitions.
 startup   `python -m rlkit.run trainer.steps=1 ...` in a subprocess: seconds from the command to its
           first training step (the step's metric timestamp read back from the MLflow store), a
-          `-X importtime` breakdown and one instrumented run with a time mark per phase.
+          `-X importtime` breakdown, and the run's own step-0 timers (setup: model, engine, rewards;
+          the evaluation before step 1).
 threads   rlkit alone at each --threads value, runs alternating.
 
 Model (--model): `warm` (default) is the embedded default itself (model=tiny's cached warm start),
@@ -30,10 +35,10 @@ the same directory. The step table's last row is the share of all-equal groups, 
 update skips (trainer.skip_idle_rows: an exactly-zero loss, so the same gradient). The random model
 scores 0 everywhere, so every group is all-equal: compare it with trainer.skip_idle_rows=false.
 
-    python -m rlkit.bench --only step --trl --tokens 64 256 --threads 1   # the rlkit/TRL table
-    python -m rlkit.bench --only rollout --tokens 64 256 --threads 1      # tok/s: fast loop vs HF generate
-    python -m rlkit.bench --only startup trainer.threads=1                # command -> first step
-    python -m rlkit.bench --only threads --threads 1 2 --tokens 64        # thread settings
+    python -m bench.rl_bench --only step --trl --tokens 64 256 --threads 1   # the rlkit/TRL table
+    python -m bench.rl_bench --only rollout --tokens 64 256 --threads 1      # tok/s: fast loop vs HF generate
+    python -m bench.rl_bench --only startup trainer.threads=1                # command -> first step
+    python -m bench.rl_bench --only threads --threads 1 2 --tokens 64        # thread settings
 """
 from __future__ import annotations
 
@@ -116,9 +121,8 @@ def compose(overrides: list[str]):
 def random_model_dir(warm_dir: Path, max_positions: int, seed: int = 0) -> Path:
     """A random-init copy of the warm start's architecture + tokenizer (cached; deterministic)."""
     import torch
+    from rlkit.paths import cache_root
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    from rlkit.models.tiny import cache_root
 
     cfg = AutoConfig.from_pretrained(warm_dir)
     cfg.max_position_embeddings = max(cfg.max_position_embeddings, max_positions)
@@ -195,99 +199,54 @@ class _Solo:
 
 
 # --------------------------------------------------------------------------------------- rlkit side
-class _Tracker:
-    """Stands in for rlkit.tracking.Tracker: hands each step's metrics to the recorder."""
+class Recorder:
+    """The tracker the benchmark hands to train(): each step's metrics, with the loop's own timers, become
+    a record. A step ends at its log; the turn passes to TRL there."""
 
     run_id = "bench"
 
-    def __init__(self, rec: _Rec) -> None:
-        self.rec = rec
-
-    def log(self, metrics: dict, step: int) -> None:
-        self.rec.on_log(metrics)
-
-    def log_text(self, *a, **k) -> None:
-        pass
-
-    def set_tags(self, *a, **k) -> None:
-        pass
-
-    def finish(self, *a, **k) -> None:
-        pass
-
-
-class _Rec:
-    """rlkit's per-step records. A step ends at its tracker.log; the turn passes to TRL there."""
-
     def __init__(self, run: Run, baton) -> None:
         self.run, self.baton = run, baton
-        self.gen = self.score = 0.0
-        self.tokens = 0
         self._mark()
 
     def _mark(self) -> None:
         self.t, self.cpu, self.gc = time.perf_counter(), time.process_time(), GCTime.total
 
-    def on_log(self, m: dict) -> None:
+    def log(self, m: dict, step: int) -> None:
         now, cpu = time.perf_counter(), time.process_time()
+        if "timing_s/setup" in m:  # step 0: models, engine, rewards built (the evaluation before step 1 follows)
+            self.run.setup_s = m["timing_s/setup"]
         if "timing_s/step" in m:
-            step = m["timing_s/step"]
-            parts = {"generation": self.gen, "reward": m.get("timing_s/gen", 0.0) - self.gen,
-                     "old/ref logprobs": m.get("timing_s/old_log_prob", 0.0),
+            step_s = m["timing_s/step"]
+            parts = {"generation": m.get("timing_s/gen", 0.0), "reward": m.get("timing_s/reward", 0.0),
+                     "old/ref logprobs": sum(m.get(f"timing_s/{k}", 0.0) for k in ("old_log_prob", "ref", "values")),
                      "update": m.get("timing_s/update_actor", 0.0)}
-            parts["advantage+other"] = step - sum(parts.values())  # timing_s/adv + metrics, weight sync, prompts
-            self.run.steps.append({"step": step, "wall": now - self.t, "cpu": cpu - self.cpu, **parts,
-                                   "gen_tokens": self.tokens, "len": m.get("response_length/mean"),
-                                   "gc": GCTime.total - self.gc, "score_fn": self.score,
-                                   "idle": m.get("groups/filtered_frac", float("nan"))})
-        self.gen, self.score, self.tokens = 0.0, 0.0, 0
+            parts["advantage+other"] = step_s - sum(parts.values())  # timing_s/adv + metrics, weight sync, prompts
+            self.run.steps.append({"step": step_s, "wall": now - self.t, "cpu": cpu - self.cpu, **parts,
+                                   "gen_tokens": round(m.get("perf/throughput", 0.0) * step_s),
+                                   "len": m.get("response_length/mean"), "gc": GCTime.total - self.gc,
+                                   "score_fn": parts["reward"], "idle": m.get("groups/filtered_frac", float("nan"))})
         self.baton.give("rlkit")
         self.baton.wait("rlkit")
         self._mark()
 
+    def log_text(self, text: str, name: str) -> None:
+        pass
+
 
 def run_rlkit(cfg, threads: int, tokens: int, baton=None) -> Run:
-    """rlkit.train.train() itself; only instrumentation is added (engine.generate and score timed,
-    the progress bar silenced)."""
-    import rlkit.train as train_mod
-    from rlkit.data.stream import load_group
+    """rlkit.train.train() itself, with the benchmark's recorder as its tracker and no progress bar."""
+    from rlkit.config import check_curriculum
+    from rlkit.data.stream import load_data
+    from rlkit.train import train
 
     baton = baton or _Solo()
     run = Run("rlkit", tokens, threads)
     baton.wait("rlkit")
-    t0 = time.perf_counter()
-    rec = _Rec(run, baton)
-    orig, score, tqdm = train_mod.make_engine, train_mod.score, train_mod.tqdm
-
-    def make_engine(*a, **k):
-        engine = orig(*a, **k)
-        generate = engine.generate
-
-        def timed(prompts, n, params):
-            s = time.perf_counter()
-            out = generate(prompts, n, params)
-            rec.gen += time.perf_counter() - s
-            rec.tokens += int(out.lengths.sum())
-            return out
-
-        engine.generate = timed
-        run.setup_s = time.perf_counter() - t0
-        return engine
-
-    def timed_score(*a, **k):
-        s = time.perf_counter()
-        try:
-            return score(*a, **k)
-        finally:
-            rec.score += time.perf_counter() - s
-
-    train_mod.make_engine, train_mod.score = make_engine, timed_score
-    train_mod.tqdm = lambda *a, **k: tqdm(*a, **{**k, "disable": True})
     try:
         with tempfile.TemporaryDirectory() as ck:
-            train_mod.train(cfg, _Tracker(rec), Path(ck), [load_group(cfg.data)], [None])
+            train(cfg, Recorder(run, baton), Path(ck), *load_data(cfg, check_curriculum(cfg)), progress=False)
     finally:
-        train_mod.make_engine, train_mod.score, train_mod.tqdm = orig, score, tqdm
         baton.finish("rlkit")
     return run
 
@@ -609,7 +568,7 @@ def check_same_prompts(cfg, runs: list[Run]) -> None:
 
     from rlkit.data.stream import load_group
     from rlkit.models.load import model_path
-    from rlkit.train import prompt_ids
+    from rlkit.steps.sample import prompt_ids
 
     trl = next((r for r in runs if r.side == "trl"), None)
     if trl is None or getattr(trl, "prompt_ids", None) is None:
@@ -625,7 +584,7 @@ def bench_memory(ns, model_over, T: int, threads: int, overrides: list[str]) -> 
     """Peak RSS (VmHWM) of each side alone, in its own process: 3 training steps, imports included."""
     out = {}
     for side in ("rlkit", "trl") if ns.trl else ("rlkit",):
-        cmd = [sys.executable, "-m", "rlkit.bench", "--_side", side, "--model", ns.model, "--tokens", str(T),
+        cmd = [sys.executable, "-m", "bench.rl_bench", "--_side", side, "--model", ns.model, "--tokens", str(T),
                "--threads", str(threads), *overrides]
         p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
         line = [x for x in p.stdout.splitlines() if x.startswith("{")]
@@ -657,7 +616,7 @@ def bench_rollout(ns, overrides: list[str]) -> list[dict]:
     from rlkit.rollout.base import SamplingParams
     from rlkit.rollout.fast import FastEngine
     from rlkit.rollout.hf import HFEngine
-    from rlkit.train import prompt_ids
+    from rlkit.steps.sample import prompt_ids
 
     model_dir, model_over = model_dirs(ns.model, max(ns.tokens))
     cfg = compose(BENCH_OVERRIDES + model_over + overrides)
@@ -728,114 +687,41 @@ def import_breakdown(stderr: str) -> dict[str, float]:
     return out
 
 
-def startup_phases(overrides: list[str]) -> None:
-    """--_phases child: `python -m rlkit.run trainer.steps=1 ...` run in this process with a time mark
-    (seconds since the parent launched the command) at each phase; prints them as JSON."""
-    t0 = float(os.environ["RLKIT_BENCH_T0"])
-    marks: list[tuple[str, float]] = [("interpreter up, rlkit.bench imported", time.time() - t0)]
+def step0_timers(db: Path, experiment: str) -> dict[str, float]:
+    """The run's own step-0 timers (timing_s/setup: models, engine, rewards; timing_s/eval: the evaluation
+    before step 1) from a SQLite MLflow store."""
+    import sqlite3
 
-    def mark(name: str) -> None:
-        marks.append((name, time.time() - t0))
-
-    def wrap(obj, attr: str, label: str) -> None:
-        fn = getattr(obj, attr)
-
-        def inner(*a, **k):
-            mark(f"{label} start")
-            try:
-                return fn(*a, **k)
-            finally:
-                mark(f"{label} end")
-
-        setattr(obj, attr, inner)
-
-    import hydra  # noqa: F401
-    import omegaconf  # noqa: F401
-
-    mark("import hydra, omegaconf")
-    import rlkit.config as config_mod
-    import rlkit.launch  # noqa: F401
-
-    mark("import rlkit.config, rlkit.launch (launcher plugins)")
-    import rlkit.train as train_mod
-
-    mark("import rlkit.train (torch, transformers, rlkit modules)")
-    import rlkit.data.stream as stream_mod
-    import rlkit.tracking as tracking
-
-    wrap(config_mod, "validate", "validate config")
-    wrap(stream_mod, "load_group", "load data")
-    start = tracking.Tracker.start.__func__
-    tracking.Tracker.start = classmethod(lambda cls, *a, **k: (mark("MLflow run start start"), start(cls, *a, **k),
-                                                               mark("MLflow run start end"))[1])
-    wrap(train_mod, "train", "train()")
-    wrap(train_mod, "load_policy", "load model")
-    wrap(train_mod, "make_engine", "make engine")
-    wrap(train_mod, "build_components", "build rewards")
-    first_eval = [True]
-    evaluate = train_mod.evaluate
-
-    def ev(*a, **k):
-        label = "evaluation before step 1" if first_eval[0] else "evaluation in the last step"
-        first_eval[0] = False
-        mark(f"{label} start")
-        try:
-            return evaluate(*a, **k)
-        finally:
-            mark(f"{label} end")
-
-    train_mod.evaluate = ev
-    log = tracking.Tracker.log
-
-    def logged(self, metrics, step):
-        out = log(self, metrics, step)
-        if "timing_s/step" in metrics:
-            mark("first step logged")
-            marks.append(("first step started", marks[-1][1] - metrics["timing_s/step"]))
-        return out
-
-    tracking.Tracker.log = logged
-    import runpy
-
-    sys.argv = ["rlkit.run", *overrides]
-    try:  # as `python -m rlkit.run` does (Hydra finds ../conf from the __main__ file)
-        runpy.run_module("rlkit.run", run_name="__main__", alter_sys=True)
-    except SystemExit:
-        pass
-    mark("main() returned")
-    print(json.dumps(marks))
+    with sqlite3.connect(db) as con:
+        rows = con.execute(
+            "SELECT m.key, m.value FROM metrics m JOIN runs r ON m.run_uuid = r.run_uuid "
+            "JOIN experiments e ON r.experiment_id = e.experiment_id "
+            "WHERE m.step = 0 AND m.key LIKE 'timing_s/%' AND e.name = ?", (experiment,)).fetchall()
+    return dict(rows)
 
 
 def bench_startup(ns, overrides: list[str]) -> dict:
     model_dirs(ns.model, 256)  # the cache is warm before timing (the brief: model cached)
     results = []
     with tempfile.TemporaryDirectory() as d:
-        for r in range(ns.startup_reps + 2):
+        for r in range(ns.startup_reps + 1):
             importtime = r == ns.startup_reps  # with -X importtime (slower; reported separately)
-            phases = r == ns.startup_reps + 1   # instrumented run: per-phase marks
             fresh = r == 0                       # the first run creates the MLflow store (migrations)
             env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{d}/mlflow.db", "RLKIT_CHECKPOINT_DIR": f"{d}/ck",
                    "TQDM_DISABLE": "1"}
             run_args = ["trainer.steps=1", f"hydra.run.dir={d}/out{r}", f"sweep.name=startup{r}", *overrides]
-            if phases:
-                cmd = [sys.executable, "-m", "rlkit.bench", "--_phases", *run_args]
-            else:
-                cmd = [sys.executable, *(["-X", "importtime"] if importtime else []), "-m", "rlkit.run", *run_args]
+            cmd = [sys.executable, *(["-X", "importtime"] if importtime else []), "-m", "rlkit.run", *run_args]
             t0 = time.time()
-            env["RLKIT_BENCH_T0"] = repr(t0)
             p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
             total = time.time() - t0
             if p.returncode != 0:
                 print(p.stderr[-3000:], file=sys.stderr)
                 raise SystemExit(f"startup run failed ({p.returncode}): {' '.join(cmd)}")
-            if phases:
-                line = [x for x in p.stdout.splitlines() if x.startswith("[[")]
-                results.append({"phases": json.loads(line[-1]), "kind": "phases"})
-                continue
             logged, step_s = first_step_time(Path(d) / "mlflow.db", f"startup{r}")
             res = {"to_first_step_logged_s": logged - t0, "to_first_step_start_s": logged - t0 - step_s,
                    "first_step_s": step_s, "process_wall_s": total,
-                   "kind": "importtime" if importtime else ("fresh store" if fresh else "plain")}
+                   "kind": "importtime" if importtime else ("fresh store" if fresh else "plain"),
+                   "step0": step0_timers(Path(d) / "mlflow.db", f"startup{r}")}
             if importtime:
                 res["imports_s"] = import_breakdown(p.stderr)
             results.append(res)
@@ -856,15 +742,16 @@ def bench_startup(ns, overrides: list[str]) -> dict:
     print("  imports (-X importtime: cumulative s of each package's first import, deps not yet loaded "
           "included):\n" + "\n".join(f"    {k:24s} {v:6.2f}" for k, v in sorted(imp.items(), key=lambda kv: -kv[1])
                                       if v >= 0.01), flush=True)
-    ph = next(x for x in results if x["kind"] == "phases")["phases"]
-    print("  phases (s since the command, one instrumented run):\n" +
-          "\n".join(f"    {t:6.2f}  {name}" for name, t in sorted(ph, key=lambda x: x[1])), flush=True)
+    step0 = {k: med(x["step0"].get(k) for x in plain) for k in ("timing_s/setup", "timing_s/eval")}
+    summary["step0"] = step0
+    print(f"  inside train() (the run's own step-0 timers, medians): setup (models, engine, rewards) "
+          f"{step0['timing_s/setup']:.2f} s, evaluation before step 1 {step0['timing_s/eval']:.2f} s", flush=True)
     return summary
 
 
 # -------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(prog="python -m rlkit.bench", description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog="python -m bench.rl_bench", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("overrides", nargs="*", help="Hydra overrides of the benchmarked config (e.g. trainer.group_size=4)")
     ap.add_argument("--only", default="step,rollout,startup",
@@ -886,15 +773,11 @@ def main(argv: list[str] | None = None) -> dict:
                     help="skip the per-side peak-RSS subprocesses of the step section")
     ap.add_argument("--json", type=Path, help="write all results here")
     ap.add_argument("--_side", choices=("rlkit", "trl"), help=argparse.SUPPRESS)
-    ap.add_argument("--_phases", action="store_true", help=argparse.SUPPRESS)
     ns = ap.parse_args(argv)
     os.environ.setdefault("TQDM_DISABLE", "1")
     ns.threads = [t or int(os.environ.get("RLKIT_THREADS", 0)) or os.cpu_count() or 1 for t in ns.threads]
     if ns._side:
         side_alone(ns)
-        return {}
-    if ns._phases:
-        startup_phases(ns.overrides)
         return {}
     sections = set(ns.only.split(","))
     results: dict = {"argv": sys.argv[1:], "cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg()}

@@ -56,15 +56,15 @@ def test_killed_after_the_final_checkpoint_still_returns_val_acc(tmp_path, tiny_
     finished: started again, train() has no step left to run and returns the val/acc it had."""
     from hydra import compose, initialize_config_dir
 
-    from rlkit.bench import Run, _Rec, _Solo, _Tracker
-    from rlkit.data.stream import load_group
+    from rlkit.config import check_curriculum
+    from rlkit.data.stream import load_data
+    from rlkit.steps.log import NullTracker
     from rlkit.train import train
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["trainer.steps=2", "trainer.eval_every=2", "trainer.prompts_per_step=4",
                                            "data.val_size=16", "trainer.threads=1"])
-    groups = [load_group(cfg.data)]
-    tracker = _Tracker(_Rec(Run("rlkit", 0, 1), _Solo()))
-    first = train(cfg, tracker, tmp_path / "ck", groups, [None])["val/acc"]
-    again = train(cfg, tracker, tmp_path / "ck", groups, [None])["val/acc"]  # the checkpoint is at the last step
+    data = load_data(cfg, check_curriculum(cfg))
+    first = train(cfg, NullTracker(), tmp_path / "ck", *data, progress=False)["val/acc"]
+    again = train(cfg, NullTracker(), tmp_path / "ck", *data, progress=False)["val/acc"]  # the checkpoint is at the last step
     assert first == first and 0 <= first <= 1 and again == first

@@ -163,7 +163,7 @@ def _kk_cached(split: str, *key) -> tuple[Problem, ...]:
     import os
     from importlib.metadata import version
 
-    from rlkit.models.tiny import cache_root
+    from rlkit.paths import cache_root
 
     root = cache_root() / "kk"
     blob = json.dumps([CACHE_VERSION, version("reasoning-gym"), split, *key])
