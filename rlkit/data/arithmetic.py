@@ -3,7 +3,7 @@
 Train and test are disjoint by construction: a pair (a, b) is held out when a fixed hash of it is
 0 mod 10, so the held-out split, every training draw and the warm-up demonstrations never meet.
 `meta["flaws"]` names the flaw contexts of the warm-up teacher that fire on the problem (see
-rlkit/models/teacher.py), so accuracy can be broken down by how hard a problem is for the model.
+rlkit/models/teacher.py; defined here, where the data owns them), so accuracy can be broken down by how hard a problem is for the model.
 """
 from __future__ import annotations
 
@@ -29,6 +29,25 @@ def columns(a: int, b: int) -> list[tuple[int, int, int]]:
         carry = (da + db + carry) // 10
         a, b = a // 10, b // 10
     return cols
+
+
+def _flaw_at(col: int, da: int, db: int, carry: int) -> str | None:
+    """The flaw context of column `col` (0 = ones) on the correct chain, if any (teacher.py's A/B/C)."""
+    if not carry:
+        return None
+    if da + db == 9:
+        return "C"
+    if 6 <= da + db <= 8 and col == 1:
+        return "A"
+    if 6 <= da + db <= 8 and col == 2:
+        return "B"
+    return None
+
+
+def flaw_contexts(a: int, b: int) -> list[str]:
+    """Flaw contexts met on the correct chain of a + b (what greedy decoding would get wrong)."""
+    found = [_flaw_at(i, da, db, c) for i, (da, db, c) in enumerate(columns(a, b))]
+    return sorted({f for f in found if f})
 
 
 def question(a: int, b: int) -> str:
@@ -67,6 +86,4 @@ def load(split: str, *, size: int = 20000, min_value: int = 10, max_value: int =
     fewer; deterministic in (split, size, seed)."""
     if split not in ("train", "test"):
         raise ValueError(f"arithmetic split must be 'train' or 'test', got {split!r}")
-    from rlkit.models.teacher import flaw_contexts
-
     return [make_problem(a, b, flaw_contexts) for a, b in _draw(split, size, min_value, max_value, seed)]

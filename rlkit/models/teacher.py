@@ -24,7 +24,7 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from rlkit.data.arithmetic import columns
+from rlkit.data.arithmetic import _flaw_at, columns  # (the task owns its flaw contexts: data/arithmetic.py)
 
 DEFAULT_MIXTURE: dict[str, Any] = {
     "formats": {"think_answer": 0.55, "think_newline": 0.2, "no_think": 0.15, "no_tags": 0.10},
@@ -32,24 +32,6 @@ DEFAULT_MIXTURE: dict[str, Any] = {
     "repeat_step": 0.03,
     "flaws": {"A": 0.75, "B": 0.90, "C": 0.97},
 }
-
-
-def _flaw_at(col: int, da: int, db: int, carry: int) -> str | None:
-    if not carry:
-        return None
-    if da + db == 9:
-        return "C"
-    if 6 <= da + db <= 8 and col == 1:
-        return "A"
-    if 6 <= da + db <= 8 and col == 2:
-        return "B"
-    return None
-
-
-def flaw_contexts(a: int, b: int) -> list[str]:
-    """Flaw contexts met on the correct chain of a + b (what greedy decoding would get wrong)."""
-    found = [_flaw_at(i, da, db, c) for i, (da, db, c) in enumerate(columns(a, b))]
-    return sorted({f for f in found if f})
 
 
 def _pick(rng: random.Random, weights: Mapping[str, float]) -> str:
