@@ -121,8 +121,9 @@ def compose(overrides: list[str]):
 def random_model_dir(warm_dir: Path, max_positions: int, seed: int = 0) -> Path:
     """A random-init copy of the warm start's architecture + tokenizer (cached; deterministic)."""
     import torch
-    from rlkit.paths import cache_root
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from rlkit.paths import cache_root
 
     cfg = AutoConfig.from_pretrained(warm_dir)
     cfg.max_position_embeddings = max(cfg.max_position_embeddings, max_positions)

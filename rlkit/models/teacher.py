@@ -24,7 +24,7 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from rlkit.data.arithmetic import _flaw_at, columns  # (the task owns its flaw contexts: data/arithmetic.py)
+from rlkit.data.arithmetic import _flaw_at  # (the task owns its flaw contexts: data/arithmetic.py)
 
 DEFAULT_MIXTURE: dict[str, Any] = {
     "formats": {"think_answer": 0.55, "think_newline": 0.2, "no_think": 0.15, "no_tags": 0.10},
