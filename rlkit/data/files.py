@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rlkit.data.problem import Problem
+from rlkit.text import extract_boxed
 
 SPLITS = ("train", "test")
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -125,41 +126,6 @@ def gsm8k(split: str, *, path: str, hub_config: str | None = None) -> list[Probl
 
 
 # ----------------------------------------------------------------------------------------- MATH
-_BOX = re.compile(r"\\(?:boxed|fbox)")
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the LAST `\\boxed{...}`/`\\fbox{...}`, balancing braces (escaped `\\{ \\}` don't count).
-
-    Also handles the brace-less `\\boxed 5$` form present in two MATH training solutions. None if absent.
-    """
-    matches = list(_BOX.finditer(text))
-    if not matches:
-        return None
-    i = matches[-1].end()
-    while i < len(text) and text[i] == " ":
-        i += 1
-    if i >= len(text):
-        return None
-    if text[i] != "{":
-        m = re.match(r"[^\s$]+", text[i:])
-        return m.group(0) if m else None
-    depth, start, j = 0, i + 1, i
-    while j < len(text):
-        c = text[j]
-        if c == "\\":
-            j += 2
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start:j]
-        j += 1
-    return None  # unbalanced
-
-
 def _level(v: Any) -> int | None:
     """ "Level 5" -> 5; MATH has two "Level ?" rows -> None (they never pass a level filter)."""
     if isinstance(v, int):
@@ -187,7 +153,7 @@ def _math(
             continue
         if types is not None and r.get("type") not in types:
             continue
-        gold = last_boxed(r["solution"])
+        gold = extract_boxed(r["solution"], bare=True)
         if gold is None:
             no_box += 1
             continue

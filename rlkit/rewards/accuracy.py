@@ -59,6 +59,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from rlkit.rewards.base import RewardContext
+from rlkit.text import _BOXED_RE, _BRACE_RE, extract_boxed  # the one \boxed{} extractor (re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -88,33 +89,6 @@ def extract_tag(text: str, tag: str = "answer") -> str | None:
     start += len(open_t)
     end = text.find(close_t, start)  # first close after that open: the innermost pair
     return text[start:end].strip()
-
-
-_BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_BRACE_RE = re.compile(r"\\.|[{}]", re.DOTALL)
-
-
-def extract_boxed(text: str) -> str | None:
-    r"""Content of the last `\boxed{…}` whose braces balance; None if there is none.
-
-    One left-to-right pass matches every brace (escaped `\{`, `\}` skipped), so this is linear even on
-    100k characters full of unclosed `\boxed{`."""
-    starts = [m.end() - 1 for m in _BOXED_RE.finditer(text)]  # index of each "{"
-    if not starts:
-        return None
-    close_of: dict[int, int] = {}
-    stack: list[int] = []
-    for m in _BRACE_RE.finditer(text, starts[0]):
-        ch = m.group()
-        if ch == "{":
-            stack.append(m.start())
-        elif ch == "}":
-            if stack:
-                close_of[stack.pop()] = m.start()
-    for s in reversed(starts):
-        if s in close_of:
-            return text[s + 1 : close_of[s]].strip()
-    return None
 
 
 def _extract(completion: str, answer_from: str) -> tuple[str | None, bool]:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from rlkit.data import files
-from rlkit.data.files import gsm8k, kk_logic_rl, last_boxed, math
+from rlkit.data.files import gsm8k, kk_logic_rl, math
+from rlkit.text import extract_boxed
 
 KK_SIZES = [3, 4, 5, 6, 7]
 
@@ -71,10 +72,12 @@ def test_math_filters(data_dir: Path) -> None:
         ("answer \\boxed 9$.", "9"),
         ("no box here", None),
         ("\\boxed{unbalanced", None),
+        ("$\\boxed{ 5 }$", "5"),
     ],
 )
-def test_last_boxed(text: str, gold: str | None) -> None:
-    assert last_boxed(text) == gold
+def test_gold_boxed(text: str, gold: str | None) -> None:
+    """MATH golds go through the same extractor as predictions, with the brace-less form allowed."""
+    assert extract_boxed(text, bare=True) == gold
 
 
 @pytest.mark.parametrize("n", KK_SIZES)
