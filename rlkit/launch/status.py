@@ -30,22 +30,25 @@ SLURM_WAITING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL
 
 
 def find_sweep(target: str, tracking_uri: str | None = None) -> Path:
-    """The sweep dir of a path, or of a sweep id / sweep name (newest) through the parent MLflow run."""
+    """The sweep dir of a path, else of the sweep `rlkit.report` would pick for the same name (one rule:
+    rlkit.report.collect.find_sweep — experiment name, then sweep id, then sweep tag; newest parent)."""
     p = Path(target)
     if (p / "rlkit_sweep.json").exists():
         return p
     from rlkit import tracking
+    from rlkit.report.collect import SweepNotFound
+    from rlkit.report.collect import find_sweep as report_sweep
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
     mc = tracking.client(uri)
-    exps = [e.experiment_id for e in mc.search_experiments()]
-    for filt in (f"tags.sweep_id = '{target}'", f"tags.sweep = '{target}'"):
-        runs = mc.search_runs(exps, f"tags.`rlkit.role` = 'parent' and {filt}", order_by=["attributes.start_time DESC"],
-                              max_results=1) if exps else []
-        if runs and runs[0].data.tags.get("sweep_dir"):
-            return Path(runs[0].data.tags["sweep_dir"])
-    raise SystemExit(f"rlkit.status: no sweep {target!r}: not a sweep dir (with rlkit_sweep.json), nor a sweep id "
-                     f"or name of a parent run in {uri}")
+    try:
+        sweep = report_sweep(mc, target)
+    except SweepNotFound as e:
+        raise SystemExit(f"rlkit.status: no sweep {target!r}: not a sweep dir (with rlkit_sweep.json); {e}") from None
+    sweep_dir = mc.get_run(sweep.parent_run_id).data.tags.get("sweep_dir") if sweep.parent_run_id else None
+    if not sweep_dir:
+        raise SystemExit(f"rlkit.status: {target!r} in {uri} has no sweep parent run with a sweep dir (single runs?)")
+    return Path(sweep_dir)
 
 
 def _run(cmd: list[str]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +38,21 @@ def test_only_the_overrides_that_differ_are_shown():
     rows = [{"overrides": ["algo=grpo", "seed=0", "trainer.steps=3"]},
             {"overrides": ["algo=ppo", "seed=0", "trainer.steps=3"]}]
     assert varying(rows) == ["algo"]
+
+
+def test_status_and_report_pick_the_same_sweep(tmp_path):
+    """One lookup rule: an experiment named like the target wins over a newer run tagged sweep_id=<target>."""
+    from mlflow import MlflowClient
+
+    from rlkit.launch.status import find_sweep
+    from rlkit.report.collect import find_sweep as report_sweep
+
+    uri = f"sqlite:///{tmp_path}/m.db"
+    mc = MlflowClient(uri)
+    for exp, sweep_id, sweep_dir in (("abl", "s1", "/sweeps/abl"), ("other", "abl", "/sweeps/other")):
+        eid = mc.create_experiment(exp)
+        mc.create_run(eid, tags={"rlkit.role": "parent", "sweep": exp, "sweep_id": sweep_id, "sweep_dir": sweep_dir})
+        mc.create_run(eid, tags={"rlkit.role": "child", "sweep": exp, "sweep_id": sweep_id})
+    chosen = report_sweep(mc, "abl")
+    assert chosen.sweep_id == "s1"
+    assert find_sweep("abl", uri) == Path("/sweeps/abl")  # the old status rule took the sweep_id match first
