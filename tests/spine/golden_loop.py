@@ -59,6 +59,8 @@ def run(tmp: Path) -> dict:
             if key.startswith(SKIP):
                 continue
             hist[key] = sorted([m.step, m.value] for m in mc.get_metric_history(r.info.run_id, key))
+        if r.data.tags["algo"] in out["runs"]:
+            raise RuntimeError(f"two runs of algo={r.data.tags['algo']} (a seed sweep?): the golden run is one per algo")
         out["runs"][r.data.tags["algo"]] = hist
     return out
 
