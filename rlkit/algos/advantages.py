@@ -259,3 +259,6 @@ def gae(
     if whiten:
         adv = masked_whiten(adv, mask)
     return adv, returns
+
+
+gae.needs_values = True  # the loop builds a critic for it (rlkit.algos.validate reads this, not a name list)

@@ -1,11 +1,14 @@
 """Validation of an ``algo`` config (a plain dict, e.g. ``OmegaConf.to_container(cfg.algo)``) before compute.
 
 Every error is a ``ValueError`` whose message names the key (``algo.<path>``), the offending value and the
-valid choices. Pure: no Hydra, no I/O.
+valid choices. No Hydra. An advantage estimator is accepted by its signature, not by name: any importable
+``fn(token_rewards, mask, group, values, **params)`` whose params bind (a user's own ``_target_`` too); one
+that needs a value model says so with ``fn.needs_values = True`` (as ``gae`` does).
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -23,13 +26,13 @@ __all__ = [
     "validate_algo",
 ]
 
-ESTIMATORS: dict[str, Callable[..., Any]] = {
+ESTIMATORS: dict[str, Callable[..., Any]] = {  # the shipped ones (any estimator with the signature works)
     "rlkit.algos.advantages.grpo": advantages.grpo,
     "rlkit.algos.advantages.rloo": advantages.rloo,
     "rlkit.algos.advantages.reinforce_pp": advantages.reinforce_pp,
     "rlkit.algos.advantages.gae": advantages.gae,
 }
-CRITIC_ESTIMATORS: frozenset[str] = frozenset({"rlkit.algos.advantages.gae"})
+CRITIC_ESTIMATORS: frozenset[str] = frozenset(t for t, fn in ESTIMATORS.items() if getattr(fn, "needs_values", False))
 KL_PLACEMENTS: tuple[str, ...] = ("reward", "loss", "none")
 GROUP_FILTERS: tuple[str, ...] = ("none", "mask", "resample")
 NORM_MODES_NEEDING_CONSTANT: tuple[str, ...] = ("seq-mean-token-sum-norm",)
@@ -76,27 +79,40 @@ def _check_keys(section: str, cfg: Mapping[str, Any], keys: tuple[str, ...]) -> 
             _fail(f"{prefix}{key}", cfg[key], f"known keys are {', '.join(keys)} (is it a typo?)")
 
 
-def _check_advantage(adv: Any) -> str:
+def resolve_target(target: str) -> Callable[..., Any] | None:
+    """The callable a dotted `_target_` names, or None when it does not import."""
+    module, _, attr = str(target).rpartition(".")
+    try:
+        fn = getattr(importlib.import_module(module), attr) if module else None
+    except (ImportError, AttributeError, ValueError):
+        return None
+    return fn if callable(fn) else None
+
+
+def _check_advantage(adv: Any) -> Callable[..., Any]:
     if not isinstance(adv, Mapping) or "_target_" not in adv:
-        _fail(
-            "advantage",
-            adv,
-            "a mapping with _target_ (one of " + ", ".join(ESTIMATORS) + ") and _partial_: true",
-        )
+        _fail("advantage", adv, "a mapping with _target_ (e.g. " + ", ".join(ESTIMATORS) + ") and _partial_: true")
     target = adv["_target_"]
-    if target not in ESTIMATORS:
-        _fail("advantage._target_", target, ", ".join(ESTIMATORS))
+    fn = resolve_target(target)
+    if fn is None:
+        _fail("advantage._target_", target, "an importable function fn(token_rewards, mask, group, values, **params), "
+              "e.g. " + ", ".join(ESTIMATORS))
     if adv.get("_partial_") is not True:
         _fail(
             "advantage._partial_", adv.get("_partial_"), "true (the loop calls the estimator with the batch)"
         )
-    params = inspect.signature(ESTIMATORS[target]).parameters
-    allowed = [p for p in params if p not in _SIGNATURE_ARGS]
-    for key, value in adv.items():
-        if key.startswith("_"):
-            continue
-        if key not in allowed:
-            _fail(f"advantage.{key}", value, f"parameters of {target}: {', '.join(allowed) or '(none)'}")
+    sig = inspect.signature(fn)
+    params = list(sig.parameters)
+    allowed = [p for p in params[len(_SIGNATURE_ARGS):] if sig.parameters[p].kind is not inspect.Parameter.VAR_KEYWORD]
+    bound = {k: v for k, v in adv.items() if not k.startswith("_")}
+    try:
+        sig.bind(*_SIGNATURE_ARGS, **bound)
+    except TypeError as e:
+        bad = next((k for k in bound if k not in allowed), None)
+        if bad is not None and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+            _fail(f"advantage.{bad}", bound[bad], f"parameters of {target}: {', '.join(allowed) or '(none)'}")
+        _fail("advantage._target_", target, f"a function called as fn({', '.join(_SIGNATURE_ARGS)}, **params) "
+              f"with params {sorted(bound)} ({e})")
     for key in ("gamma", "lam"):
         if key in adv and not (_is_number(adv[key]) and 0.0 <= adv[key] <= 1.0):
             _fail(f"advantage.{key}", adv[key], "a number in [0, 1]")
@@ -105,14 +121,14 @@ def _check_advantage(adv: Any) -> str:
     for key in ("norm_by_std", "group_baseline", "whiten"):
         if key in adv and not isinstance(adv[key], bool):
             _fail(f"advantage.{key}", adv[key], "true or false")
-    return target
+    return fn
 
 
 def validate_algo(cfg: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` naming the bad key, its value and the valid choices; return None if ``cfg`` is valid.
 
-    Checks: schema keys present and no unknown keys; advantage ``_target_`` is a known estimator and its
-    params bind; clip_low in (0, 1), clip_high > 0, dual_clip null or > 1; kl placement/estimator/coef;
+    Checks: schema keys present and no unknown keys; advantage ``_target_`` imports and its
+    params bind to its signature; clip_low in (0, 1), clip_high > 0, dual_clip null or > 1; kl placement/estimator/coef;
     aggregation in ``MODES`` and agg_constant > 0 where required; entropy_coef a number; epochs and
     mini_batches >= 1; group_filter known; max_resample_rounds >= 0; critic present iff the estimator needs
     one (gae), with lr > 0, value_clip null or > 0, coef >= 0.
@@ -123,7 +139,8 @@ def validate_algo(cfg: Mapping[str, Any]) -> None:
 
     if not isinstance(cfg["name"], str) or not cfg["name"]:
         _fail("name", cfg["name"], "a non-empty string")
-    target = _check_advantage(cfg["advantage"])
+    estimator = _check_advantage(cfg["advantage"])
+    target = cfg["advantage"]["_target_"]
 
     clip_low, clip_high, dual = cfg["clip_low"], cfg["clip_high"], cfg["dual_clip"]
     if not (_is_number(clip_low) and 0.0 < clip_low < 1.0):
@@ -163,7 +180,7 @@ def validate_algo(cfg: Mapping[str, Any]) -> None:
         _fail("max_resample_rounds", cfg["max_resample_rounds"], "an integer >= 0")
 
     critic = cfg["critic"]
-    needs_critic = target in CRITIC_ESTIMATORS
+    needs_critic = bool(getattr(estimator, "needs_values", False))
     if critic is None:
         if needs_critic:
             _fail("critic", critic, f"a mapping with {', '.join(_CRITIC_KEYS)}: {target} needs a value model")
@@ -172,9 +189,9 @@ def validate_algo(cfg: Mapping[str, Any]) -> None:
         _fail(
             "critic",
             critic,
-            f"null: {target} does not use a value model (critic-based estimators: "
+            f"null: {target} does not use a value model (shipped critic-based estimators: "
             + ", ".join(sorted(CRITIC_ESTIMATORS))
-            + ")",
+            + "; an estimator that reads values sets fn.needs_values = True)",
         )
     if not isinstance(critic, Mapping):
         _fail("critic", critic, "a mapping with keys " + ", ".join(_CRITIC_KEYS))
