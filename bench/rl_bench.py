@@ -775,7 +775,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", type=Path, help="write all results here")
     ap.add_argument("--_side", choices=("rlkit", "trl"), help=argparse.SUPPRESS)
     ns = ap.parse_args(argv)
-    os.environ.setdefault("TQDM_DISABLE", "1")
+    # (no global TQDM_DISABLE: a warm start built on first use must show its progress; the loop's bar is off)
     ns.threads = [t or int(os.environ.get("RLKIT_THREADS", 0)) or os.cpu_count() or 1 for t in ns.threads]
     if ns._side:
         side_alone(ns)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import sys
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -18,9 +19,14 @@ def tiny_spec(model_cfg: DictConfig) -> dict:
 def model_path(model_cfg: DictConfig) -> str:
     if model_cfg.get("path"):
         return str(model_cfg.path)
-    from rlkit.models.tiny import ensure_tiny
+    from rlkit.models import tiny
 
-    return str(ensure_tiny(tiny_spec(model_cfg)))
+    spec = tiny_spec(model_cfg)
+    if tiny.shipped_path(spec) is None and not (tiny.cache_root() / f"tiny-{tiny.cache_key(spec)}" / "warmup.json").exists():
+        # never train for minutes silently: say so before the warm-up's progress bar
+        print(f"[rlkit] model={model_cfg.get('name')}: building its warm start once (a few minutes on a CPU), cached "
+              f"in {tiny.cache_root()}", file=sys.stderr, flush=True)
+    return str(tiny.ensure_tiny(spec))
 
 
 def load_policy(model_cfg: DictConfig):
