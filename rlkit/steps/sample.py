@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import DictConfig
@@ -40,7 +40,7 @@ class Batch:
     problems: list[Problem]
 
 
-def prompt_ids(tokenizer, cache: dict[str, list[int]], template: str, problems: list[Problem]) -> list[list[int]]:
+def prompt_ids(tokenizer: Any, cache: dict[str, list[int]], template: str, problems: list[Problem]) -> list[list[int]]:
     """Each problem's chat-templated prompt tokens, tokenized once per run (`cache` by problem id)."""
     out = []
     for p in problems:

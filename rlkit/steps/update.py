@@ -8,11 +8,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+from omegaconf import DictConfig
 
 from rlkit import distributed
 from rlkit.algos.aggregate import aggregate
 from rlkit.algos.kl import kl_estimate
 from rlkit.algos.losses import ppo_clip, value_loss
+from rlkit.backends import Trained
+from rlkit.rollout.base import Rollout
 from rlkit.rollout.logprobs import token_logprobs
 from rlkit.steps.advantage import Scored, critic_values
 from rlkit.steps.sample import Batch
@@ -80,7 +83,7 @@ def _add(stats: dict[str, float], parts: dict[str, float]) -> None:
         stats[k] = stats.get(k, 0.0) + v
 
 
-def _rows(r, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _rows(r: Rollout, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return r.prompt_ids[idx], r.prompt_mask[idx], r.response_ids[idx], r.response_mask[idx]
 
 
@@ -131,7 +134,7 @@ def actor_micro(p: RunParts, batch: Batch, s: Scored, idx: torch.Tensor, tot: To
     return parts
 
 
-def idle_rows(cfg, actor, adv: torch.Tensor, loss_mask: torch.Tensor, ref_logp: torch.Tensor | None
+def idle_rows(cfg: DictConfig, actor: Trained, adv: torch.Tensor, loss_mask: torch.Tensor, ref_logp: torch.Tensor | None
               ) -> torch.Tensor | None:
     """[B] rows the actor's forward/backward can skip because their loss is exactly 0, or None.
 
