@@ -64,7 +64,7 @@ def run_checkpoint(cfg: DictConfig, mc, run_id: str) -> tuple[DictConfig, dict, 
     overrides = [o for o in run.data.tags.get("rlkit.overrides", "").split() if o]
     rcfg = compose("config", overrides=overrides)
     experiment = mc.get_experiment(run.info.experiment_id).name
-    ckpt = Path(rcfg.paths.checkpoints) / checkpoint.run_key(experiment, overrides)
+    ckpt = Path(cfg.paths.checkpoints) / checkpoint.run_key(experiment, overrides)  # (this command's paths)
     state = checkpoint.load(ckpt)
     if state is None or state.get("policy") is None:
         raise ConfigError(f"run {run_id}: no torch-backend checkpoint under {ckpt} (evaluate it where it ran, "
