@@ -93,7 +93,9 @@ def load_group(group: str, name: str, root: DictConfig) -> DictConfig:
     if not path.exists():
         raise ConfigError(f"{group}={name!r} does not exist; valid: {', '.join(group_options(group))}")
     node = OmegaConf.load(path)
-    merged = OmegaConf.merge(OmegaConf.to_container(root, resolve=False), {group: node})
+    base = OmegaConf.to_container(root, resolve=False)
+    base.pop(group, None)  # the group's own file alone (not merged into the root's choice: its keys would leak)
+    merged = OmegaConf.merge(base, {group: node})
     return merged[group]
 
 

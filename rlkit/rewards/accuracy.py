@@ -465,3 +465,17 @@ def accuracy(
 ) -> float:
     """Binary correctness reward. Range {0.0, 1.0}."""
     return 1.0 if is_correct(completion, problem, answer_from=answer_from, timeout_s=timeout_s) else 0.0
+
+
+def extract_answer(completion: str, answer_from: AnswerFrom = "tag") -> str | None:
+    """The prediction `is_correct` would compare (None when there is none): what maj@k votes on."""
+    pred, raw = _extract(completion, answer_from) if isinstance(completion, str) else (None, False)
+    return None if raw else pred
+
+
+def same_answer(a: str, b: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
+    """Whether two predictions are the same answer under the verifier the reward uses (`0.5` ~ `1/2`)."""
+    try:
+        return _equal(a, b, False, timeout_s)
+    except Exception:
+        return False

@@ -58,7 +58,8 @@ def test_slurm_arrays_per_resource_shape(tmp_path, monkeypatch):
 
     monkeypatch.setattr(type(launcher), "_executor", lambda self, params: Executor(params))
     returns = launcher.launch(jobs, initial_job_idx=0)
-    assert [(p["cpus_per_task"], nums) for p, nums in arrays] == [(1, [0, 1]), (2, [2, 3])]
+    # jobs: seed is the outer loop (the root config's default seeds come first in hydra.sweeper.params)
+    assert [(p["cpus_per_task"], nums) for p, nums in arrays] == [(1, [0, 2]), (2, [1, 3])]
     assert all("gpus_per_node" not in p and p["tasks_per_node"] == 1 and p["mem_gb"] == 4 and p["max_num_timeout"] == 30
                for p, _ in arrays)  # tiny: no GPU, one process
     assert [j["job_id"] for j in read_jobs(tmp_path)] == ["1_0", "1_1", "2_0", "2_1"]
@@ -89,7 +90,7 @@ def test_local_parallel_caps_running_jobs(tmp_path, monkeypatch):
 
 
 def test_slurm_resources_come_from_each_jobs_model_preset(tmp_path):
-    launcher, jobs = launcher_for(["launcher=slurm", "model=qwen2.5-1.5b,qwen2.5-7b"], tmp_path)
+    launcher, jobs = launcher_for(["launcher=slurm", "model=qwen2.5-1.5b,qwen2.5-7b", "seed=0"], tmp_path)
     shapes = [launcher._job_params(ov) for ov in jobs]
     assert [(p["gpus_per_node"], p["tasks_per_node"]) for p in shapes] == [(2, 2), (8, 8)]  # one task per GPU
     assert shapes[0]["cpus_per_task"] != shapes[1]["cpus_per_task"] or shapes[0]["mem_gb"] != shapes[1]["mem_gb"]

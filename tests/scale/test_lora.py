@@ -29,12 +29,13 @@ def _logits(model, ids):
 
 
 def _perturb(policy):
-    """Give the adapter a non-zero B (a fresh adapter computes exactly the base model)."""
+    """Give the adapter a non-zero B (a fresh adapter computes exactly the base model), large enough to change
+    the converged warm start's greedy answers."""
     torch.manual_seed(1)
     with torch.no_grad():
         for n, p in policy.named_parameters():
             if "lora_B" in n:
-                p.normal_(0, 0.05)
+                p.normal_(0, 0.3)
 
 
 def test_lora_policy_and_reference_without_a_copy(tiny_path):
@@ -96,9 +97,10 @@ def test_generation_samples_from_the_adapter(tiny_path):
 
 @pytest.mark.slow
 def test_lora_grpo_raises_heldout_accuracy(tmp_path, tiny_path):
-    """rank 32 / alpha 64 on every projection (the GSM8K report's setting), lr 3e-4, 20 steps: measured
-    val/acc 0.625 -> 0.83 (step 10) -> 0.97 (step 20) on 64 held-out problems."""
-    r = run(["model.lora.rank=32", "trainer.lr=3e-4", "trainer.steps=20", "trainer.prompts_per_step=8",
+    """rank 32 / alpha 64 on every projection (the GSM8K report's setting), lr 6e-4, 20 steps: measured on the
+    shipped warm start val/acc 0.625 -> 0.70 (step 10) -> 0.91 (step 20) on 64 held-out problems (at 3e-4:
+    0.625 -> 0.72 only; the converged warm start needs larger steps, as full fine-tuning does: model.rl_lr)."""
+    r = run(["model.lora.rank=32", "trainer.lr=6e-4", "trainer.steps=20", "trainer.prompts_per_step=8",
              "data.val_size=64", "trainer.eval_every=10", "trainer.threads=1"], tmp_path, timeout=1200)
     assert r.returncode == 0, r.stderr[-3000:]
     h = history(tmp_path)

@@ -82,7 +82,7 @@ def test_detached_2x2_sweep_lands_under_one_parent(tmp_path):
 def test_job_that_raises_is_failed_although_slurm_says_completed(tmp_path):
     empty = tmp_path / "empty_model_dir"  # exists (passes validation), but holds no model: train() raises
     empty.mkdir()
-    r = rlkit("rlkit.run", ["-m", *SLURM, "trainer.steps=2", *TINY, f"model.path={empty}", "sweep.name=raises",
+    r = rlkit("rlkit.run", ["-m", *SLURM, "seed=0", "trainer.steps=2", *TINY, f"model.path={empty}", "sweep.name=raises",
                             f"hydra.sweep.dir={tmp_path}/multirun"], tmp_path, timeout=600)
     assert r.returncode != 0  # the sweep reports the failure
     [job] = wait_until(lambda: [j for j in jobs(tmp_path, tmp_path / "multirun") if j["slurm_state"] == "COMPLETED"],
@@ -101,7 +101,7 @@ STEPS, EVAL = 48, 16
 
 def test_cancelled_then_preempted_job_resumes_into_the_same_run(tmp_path):
     ck = tmp_path / "ck"
-    sweep, _ = submit(tmp_path, [*SLURM, f"trainer.steps={STEPS}", "trainer.checkpoint_every=2",
+    sweep, _ = submit(tmp_path, [*SLURM, "seed=0", f"trainer.steps={STEPS}", "trainer.checkpoint_every=2",
                                  f"trainer.eval_every={EVAL}", *TINY, "sweep.name=cancel"])
     first = read_jobs(sweep)[0]["job_id"]
     wait_until(lambda: checkpoint_step(ck) >= 3, 300, "the second checkpoint", 0.2)
