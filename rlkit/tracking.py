@@ -154,6 +154,9 @@ class Tracker:
     def log_text(self, text: str, name: str) -> None:
         self.mc.log_text(self.run_id, text, name)
 
+    def log_file(self, path: str, artifact_path: str) -> None:
+        self.mc.log_artifact(self.run_id, path, artifact_path)
+
     def finish(self, status: str) -> None:
         """status: finished | failed | killed (rlkit's own tag; MLflow's run status follows)."""
         self.mc.set_tag(self.run_id, "rlkit.status", status)

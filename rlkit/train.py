@@ -26,7 +26,7 @@ from rlkit import distributed
 from rlkit.data.stream import DataGroup
 from rlkit.steps import parts
 from rlkit.steps.advantage import advantages
-from rlkit.steps.evaluate import evaluate
+from rlkit.steps.evaluate import evaluate, evaluate_suite, suite_due
 from rlkit.steps.log import StepLog
 from rlkit.steps.metrics import Timers, rollout_metrics
 from rlkit.steps.parts import RunParts
@@ -86,4 +86,7 @@ def evaluate_now(p: RunParts, tracker: StepLog, step: int, timers: Timers) -> di
     p.last_val = metrics.get("val/acc", p.last_val)
     if step:
         tracker.log_text("\n".join(samples), f"samples/step_{step:05d}.md")
+    if suite_due(p, step):
+        with timers("eval_suite"), p.actor.gathered():
+            metrics.update(evaluate_suite(p, step, tracker))
     return metrics

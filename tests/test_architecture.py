@@ -19,12 +19,14 @@ PARTS = {
     "rlkit.config": "config",
     "rlkit.distributed": "distributed",
     "rlkit.rollout": "rollout",
+    "rlkit.eval": "eval",
     "rlkit.steps": "loop", "rlkit.train": "loop",
     "rlkit.report": "report",
     "rlkit.launch": "launch",
     # entry points (commands): may import any part
     "rlkit.run": "entry", "rlkit.passrate": "entry", "rlkit.status": "entry", "rlkit.submit": "entry",
     "rlkit.bench": "entry", "rlkit.models.build_tiny": "entry", "rlkit.report.__main__": "entry",
+    "rlkit.eval.__main__": "entry",
 }
 # part -> the parts it may import (besides itself)
 ALLOWED = {
@@ -38,11 +40,13 @@ ALLOWED = {
     "config": {"leaf", "algos", "data", "rewards", "backends"},
     "distributed": {"leaf", "state", "config"},
     "rollout": {"leaf", "algos", "models", "distributed"},
-    "loop": {"leaf", "algos", "data", "rewards", "models", "backends", "state", "config", "distributed", "rollout"},
+    "eval": {"leaf", "data", "rewards", "rollout", "config"},
+    "loop": {"leaf", "algos", "data", "rewards", "models", "backends", "state", "config", "distributed", "rollout",
+             "eval"},
     "report": {"leaf"},
     "launch": {"leaf", "state", "config", "report"},
     "entry": {"leaf", "algos", "data", "rewards", "models", "backends", "state", "config", "distributed", "rollout",
-              "loop", "report", "launch"},
+              "eval", "loop", "report", "launch"},
 }
 
 

@@ -81,7 +81,8 @@ def evaluate_model(cfg: DictConfig, model_cfg: DictConfig, weights: dict | None)
     """(metrics prefixed eval/<suite>/, per-problem table, decoding params) of one model on cfg.eval."""
     from rlkit.eval.suite import decoding_params, load_suite, run_suite
     from rlkit.models.load import load_policy
-    from rlkit.train import make_engine, prompt_ids, response_budget
+    from rlkit.steps.parts import make_engine
+    from rlkit.steps.sample import prompt_ids, response_budget
 
     suite = load_suite(cfg.eval, cfg)
     policy, tokenizer = load_policy(model_cfg)

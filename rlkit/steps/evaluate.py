@@ -10,9 +10,11 @@ from rlkit.rollout.base import SamplingParams
 from rlkit.steps.sample import response_budget
 
 if TYPE_CHECKING:
+    from rlkit.steps.log import StepLog
     from rlkit.steps.parts import RunParts
 
 distributed.declare("same", "val/", "val_ctx/")  # computed from answers gathered over ranks
+distributed.declare("same", "eval/")  # every rank runs the whole suite with the same seed and weights
 
 
 @torch.no_grad()
@@ -47,3 +49,28 @@ def evaluate(p: RunParts, step: int) -> tuple[dict[str, float], list[str]]:
         samples += [f"### step {step} {g.name} [{'correct' if c else 'wrong'}]\nQ: {x.question}\nA: {t}\n"
                     for t, x, c in list(zip(texts, g.val, correct))[: cfg.tracking.log_samples]]
     return metrics, samples
+
+
+def suite_due(p: RunParts, step: int) -> bool:
+    """The eval suite runs on the base model (step 0), at the last step, and every `eval.every` steps."""
+    every = int(p.cfg.eval.get("every") or 0) if p.suite is not None else 0
+    return p.suite is not None and (step in (0, p.cfg.trainer.steps) or (every > 0 and step % every == 0))
+
+
+@torch.no_grad()
+def evaluate_suite(p: RunParts, step: int, log: StepLog) -> dict[str, float]:
+    """`eval/<suite>/...` metrics (avg@k, pass@k, maj@k, ...) and the per-problem artifact
+    `eval/<suite>/step_<N:06d>.parquet` (rlkit/eval/suite.py)."""
+    import tempfile
+    from pathlib import Path
+
+    from rlkit.eval.suite import run_suite
+
+    assert p.suite is not None
+    budget = response_budget(p.cfg, p.prompt_ids(p.suite.groups[0][0].template, p.suite.groups[0][1]))
+    metrics, table = run_suite(p.suite, p.engine, p.prompt_ids, budget)
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / f"step_{step:06d}.parquet"
+        table.to_parquet(path, index=False)
+        log.log_file(str(path), f"eval/{p.suite.name}")
+    return {f"eval/{p.suite.name}/{k}": v for k, v in metrics.items()}

@@ -19,6 +19,7 @@ from rlkit import checkpoint, distributed
 from rlkit.backends import Trained, make_backend
 from rlkit.data.problem import Problem
 from rlkit.data.stream import DataGroup, PromptStream
+from rlkit.eval.suite import Suite, load_suite
 from rlkit.models.load import Critic, load_policy, reference
 from rlkit.models.lora import MergedForGeneration, hf_model, is_lora
 from rlkit.rewards.compose import RewardFn, build_components
@@ -47,6 +48,7 @@ class RunParts:
     cache: dict[str, list[int]] = field(default_factory=dict)  # problem id -> prompt tokens
     stage: int = 0                            # the curriculum stage of the last step
     last_val: float = float("nan")            # the last held-out accuracy (the sweep objective)
+    suite: Suite | None = None                # the eval suite (conf/eval): step 0, the end, every eval.every
 
     def prompt_ids(self, template: str, problems: list[Problem]) -> list[list[int]]:
         return sample.prompt_ids(self.tokenizer, self.cache, template, problems)
@@ -56,6 +58,7 @@ def build(cfg: DictConfig, groups: list[DataGroup], stage_steps: list[int | None
           held_out: list[DataGroup] | None = None) -> RunParts:
     """Seed, threads, ranks, models (policy, reference, critic) on the chosen backend, the LR schedule,
     the rollout engine, reward components, the advantage estimator and the prompt stream."""
+    suite = load_suite(cfg.eval, cfg) if cfg.get("eval") and cfg.eval.groups else None  # (reads its files first)
     set_threads(cfg)
     torch.manual_seed(cfg.seed)
     a, t = cfg.algo, cfg.trainer
@@ -70,7 +73,7 @@ def build(cfg: DictConfig, groups: list[DataGroup], stage_steps: list[int | None
     parts = RunParts(cfg, dist, actor, policy, tokenizer, critic, ref, sched, make_engine(cfg, policy, tokenizer),
                      build_components(cfg.reward.components), instantiate(a.advantage),
                      PromptStream(list(zip(groups, stage_steps)), t.prompts_per_step, cfg.seed),  # the global batch
-                     held_out or groups[-1:])
+                     held_out or groups[-1:], suite=suite)
     dist.reseed(cfg.seed)  # ranks > 0 sample from their own streams
     return parts
 
