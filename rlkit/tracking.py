@@ -92,6 +92,39 @@ def prepare_store(uri: str, wal: bool = True) -> None:
             con.execute("PRAGMA journal_mode=WAL")
 
 
+class TrackingUnreachable(RuntimeError):
+    """The tracking URI cannot be reached at start (a user error: wrong URI, server not up)."""
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail within `timeout` seconds, naming the URI, when an HTTP tracking server does not answer;
+    MLflow's own client would retry for minutes (MLFLOW_HTTP_REQUEST_MAX_RETRIES, backoff) first.
+    A SQLite store: its directory must exist (MLflow would otherwise fail with a long traceback)."""
+    if uri.startswith(("http://", "https://")):
+        import urllib.error
+        import urllib.request
+
+        url = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as r:
+                if r.status == 200:
+                    return
+                why = f"HTTP {r.status}"
+        except urllib.error.HTTPError as e:
+            if e.code in (401, 403):  # a server behind auth: reachable; MLflow's client handles credentials
+                return
+            why = f"HTTP {e.code}"
+        except (OSError, ValueError) as e:
+            why = str(getattr(e, "reason", None) or e)
+        raise TrackingUnreachable(f"tracking.uri={uri} cannot be reached ({why}, {url} within {timeout:.0f} s). "
+                                  "Start the server (mlflow server --host 127.0.0.1 --port 5000 --backend-store-uri "
+                                  "sqlite:///mlflow.db) or set tracking.uri= / MLFLOW_TRACKING_URI")
+    if uri.startswith("sqlite:///"):
+        parent = Path(uri[len("sqlite:///"):]).resolve().parent
+        if not parent.is_dir():
+            raise TrackingUnreachable(f"tracking.uri={uri}: directory {parent} does not exist")
+
+
 def experiment_id(mc, name: str) -> str:
     exp = mc.get_experiment_by_name(name)
     if exp is not None:
@@ -117,11 +150,12 @@ class Tracker:
         if resume_run_id:
             last = last_logged_step(mc, resume_run_id)
             mc.set_tag(resume_run_id, "rlkit.status", "running")
+            mc.set_tag(resume_run_id, "rlkit.state", "running")
             mc.update_run(resume_run_id, status="RUNNING")
             t = cls(cfg.tracking.uri, resume_run_id, skip_until=last)
             return t
         exp = experiment_id(mc, cfg.tracking.experiment)
-        all_tags = {**tags, "rlkit.status": "running", "rlkit.role": "child" if parent_run_id else "single"}
+        all_tags = {**tags, "rlkit.status": "running", "rlkit.state": "running", "rlkit.role": "child" if parent_run_id else "single"}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         run = mc.create_run(exp, run_name=run_name, tags=all_tags)
@@ -135,6 +169,16 @@ class Tracker:
         items = [Param(sanitize(k)[:250], v) for k, v in params.items()]
         for i in range(0, len(items), 100):
             self.mc.log_batch(self.run_id, params=items[i:i + 100])
+
+    def log_summary(self, metrics: dict[str, float], step: int) -> None:
+        """Run-level values logged once at the end: logged unless already there (a job killed after
+        its last step, or after its summary, resumes to log exactly the missing ones)."""
+        todo = {k: v for k, v in metrics.items() if not self.mc.get_metric_history(self.run_id, sanitize(k))}
+        skip, self.skip_until = self.skip_until, -1
+        try:
+            self.log(todo, step)
+        finally:
+            self.skip_until = skip
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         if step <= self.skip_until:
@@ -154,9 +198,15 @@ class Tracker:
     def log_text(self, text: str, name: str) -> None:
         self.mc.log_text(self.run_id, text, name)
 
-    def finish(self, status: str) -> None:
-        """status: finished | failed | killed (rlkit's own tag; MLflow's run status follows)."""
-        self.mc.set_tag(self.run_id, "rlkit.status", status)
+    def finish(self, status: str, error: str | None = None) -> None:
+        """status: finished | failed | killed | preempted (rlkit's own tag, also `rlkit.state`; MLflow's
+        run status follows: FINISHED, FAILED, else KILLED). `error` goes to the `rlkit.error` tag."""
+        tags = {"rlkit.status": status, "rlkit.state": status}
+        if error is not None:
+            tags["rlkit.error"] = error[:5000]
+        elif status == "finished":
+            tags["rlkit.error"] = ""  # (a resumed run that finished carries no earlier attempt's error)
+        self.set_tags(tags)
         self.mc.set_terminated(self.run_id, {"finished": "FINISHED", "failed": "FAILED"}.get(status, "KILLED"))
 
 

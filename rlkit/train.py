@@ -337,10 +337,12 @@ def set_threads(cfg) -> None:
     torch.set_num_threads(torch_threads(cfg))
 
 
+
 def train(cfg: DictConfig, tracker, ckpt_dir: Path, groups: list[DataGroup], stage_steps: list[int | None],
           held_out: list[DataGroup] | None = None) -> dict:
     """Run cfg.trainer.steps RL steps (resuming from ckpt_dir if a checkpoint is there). Evaluation scores
     `held_out` (the first group is `val/acc`; rlkit.run.load_data chooses them), else the last data group."""
+    t_entry = time.time()
     set_threads(cfg)
     torch.manual_seed(cfg.seed)
     a, t = cfg.algo, cfg.trainer
@@ -357,7 +359,7 @@ def train(cfg: DictConfig, tracker, ckpt_dir: Path, groups: list[DataGroup], sta
     advantage_fn = instantiate(a.advantage)
     stream = PromptStream(list(zip(groups, stage_steps)), t.prompts_per_step, cfg.seed)  # the global batch
     cache: dict[str, list[int]] = {}
-    start, stage = 0, 0
+    start, stage, prior_wall = 0, 0, 0.0
     dist.reseed(cfg.seed)  # ranks > 0 sample from their own streams
 
     state = checkpoint.load(ckpt_dir)
@@ -371,6 +373,7 @@ def train(cfg: DictConfig, tracker, ckpt_dir: Path, groups: list[DataGroup], sta
         stream.cursor = state["cursor"]
         dist.set_rng_states(state["rng"])
         start, stage = state["step"] + 1, state["stage"]
+        prior_wall = float(state.get("wall_s", 0.0))  # the attempts before this one, up to their checkpoint
         with actor.gathered():
             engine.sync_weights(policy)
 
@@ -379,7 +382,8 @@ def train(cfg: DictConfig, tracker, ckpt_dir: Path, groups: list[DataGroup], sta
                  "ref": ref.state_dict() if ref is not None and cfg.curriculum.reset_ref else None,
                  **(critic.save(ckpt_dir, step, "critic", "critic_opt") if critic else {"critic": None, "critic_opt": None}),
                  "cursor": stream.cursor, "rng": dist.rng_states(), "step": step, "stage": stage, "run_id": tracker.run_id,
-                 "last_val": last_val}  # (a job killed after its final checkpoint still returns its val/acc)
+                 "last_val": last_val,  # (a job killed after its final checkpoint still returns its val/acc)
+                 "wall_s": prior_wall + time.time() - t_entry}
         if dist.is_main:
             checkpoint.save(ckpt_dir, state)
 
@@ -391,7 +395,6 @@ def train(cfg: DictConfig, tracker, ckpt_dir: Path, groups: list[DataGroup], sta
         last_val = m.get("val/acc", float("nan"))
     else:
         last_val = float(state.get("last_val", float("nan")))
-    wall0 = time.time()
     bar = tqdm(range(start, t.steps), initial=start, total=t.steps, desc=f"{a.name}", unit="step", dynamic_ncols=True,
                disable=not dist.is_main)
     for step in bar:
@@ -475,7 +478,10 @@ def train(cfg: DictConfig, tracker, ckpt_dir: Path, groups: list[DataGroup], sta
         tracker.log(m, step + 1)
         bar.set_postfix(reward=f"{m['critic/score/mean']:.3f}", len=f"{m['response_length/mean']:.1f}",
                         val=f"{last_val:.3f}")
-        if (step + 1) % t.checkpoint_every == 0 or step + 1 == t.steps:
+        stop = checkpoint.stop_requested(dist)  # SIGTERM/SIGUSR2 under rlkit.run: checkpoint now and stop
+        if (step + 1) % t.checkpoint_every == 0 or step + 1 == t.steps or stop:
             save(step)
+        if stop and step + 1 < t.steps:
+            raise checkpoint.Preempted(stop, step + 1)
     bar.close()
-    return {"val/acc": last_val, "wall_time_s": time.time() - wall0}
+    return {"val/acc": last_val, "wall_time_s": prior_wall + time.time() - t_entry}
