@@ -65,6 +65,8 @@ class TrackingSchema:
     uri: str = "sqlite:///mlflow.db"
     experiment: str = "default"
     log_samples: int = 4
+    spool: bool = True
+    flush_timeout_s: float = 60.0
 
 
 @dataclass
@@ -170,6 +172,7 @@ VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "length.overlong_buffer": _int_at_least(0),
     "length.max_tokens_per_micro_batch": _int_at_least(1),
     "tracking.log_samples": _int_at_least(0),
+    "tracking.flush_timeout_s": _at_least(0),
     "data.val_size": _int_at_least(1),
     "model.context_length": _int_at_least(2),
     "model.resources.gpus_per_node": _int_at_least(0),

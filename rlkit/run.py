@@ -82,6 +82,11 @@ def run_job(cfg: DictConfig) -> float:
             dist.close()
             return float(status.get("val_acc", float("nan")))
         if dist.is_main:
+            if (ckpt_dir / "spool").exists():  # values the finished run could not send yet go first
+                from rlkit import spool
+
+                check_reachable(cfg.tracking.uri)
+                spool.replay(ckpt_dir / "spool", cfg.tracking.uri)
             shutil.rmtree(ckpt_dir)  # the same command after a finished run starts a new run
         status = {}
     if not dist.is_main:  # only rank 0 holds the MLflow run and the status file; it logs the reduced metrics
@@ -97,7 +102,8 @@ def run_job(cfg: DictConfig) -> float:
     checkpoint.check_writable(ckpt_dir)  # before a run exists: an unwritable dir must not leave it RUNNING
     check_reachable(cfg.tracking.uri)  # seconds, not MLflow's minutes of retries
     name = " ".join(o for o in hc.overrides.task if not o.startswith("hydra")) or "default"
-    tracker = Tracker.start(cfg, job_tags(cfg, hc, sweep), name, (sweep or {}).get("parent_run_id"), resume_id)
+    tracker = Tracker.start(cfg, job_tags(cfg, hc, sweep), name, (sweep or {}).get("parent_run_id"), resume_id,
+                            ckpt_dir / "spool")
     try:  # from here on the run exists: whatever happens, it ends FAILED / KILLED / preempted, never RUNNING
         resumes = status.get("resumes", -1) + 1
         checkpoint.write_status(ckpt_dir, state="running", run_id=tracker.run_id, resumes=resumes, error=None,
@@ -109,7 +115,9 @@ def run_job(cfg: DictConfig) -> float:
             tracker.set_tags({"rlkit.resumes": str(resumes)})
             print(f"[rlkit] resuming MLflow run {resume_id} from {ckpt_dir} (resume #{resumes})", file=sys.stderr)
         from rlkit.models.load import model_path
-        from rlkit.train import train
+        from rlkit.train import torch_threads, train
+
+        tracker.log_provenance(torch_threads(cfg), bool(cfg.trainer.get("deterministic")), resumes)
 
         model_path(cfg.model)  # a first run builds the embedded warm start here (once, before the other ranks
         dist.barrier()  # load it), outside its summary/wall_time_s; the other ranks start once the run is resolved

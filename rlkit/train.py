@@ -326,6 +326,8 @@ def torch_threads(cfg, env=None) -> int:
     import os
 
     env = os.environ if env is None else env
+    if cfg.trainer.get("deterministic"):
+        return 1  # a 2-thread CPU reduction is not bitwise reproducible (README)
     chosen = cfg.trainer.threads or int(env.get("RLKIT_THREADS") or 0)
     if chosen:
         return max(1, chosen)
@@ -335,7 +337,11 @@ def torch_threads(cfg, env=None) -> int:
 
 def set_threads(cfg) -> None:
     torch.set_num_threads(torch_threads(cfg))
+    if cfg.trainer.get("deterministic"):  # bit-identical reruns: deterministic kernels (CUDA: cuBLAS workspace too)
+        import os
 
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
 
 
 def train(cfg: DictConfig, tracker, ckpt_dir: Path, groups: list[DataGroup], stage_steps: list[int | None],
