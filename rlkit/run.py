@@ -63,11 +63,11 @@ def run_job(cfg: DictConfig) -> float:
     from rlkit.launch.callbacks import read_sweep_info
 
     hc = HydraConfig.get()
+    install_stop_handlers()  # first: a signal during start-up is then a request, not a kill
     validate(cfg)
     from rlkit import checkpoint, distributed
     from rlkit.tracking import Tracker, check_reachable
 
-    install_stop_handlers()
     dist = distributed.init(cfg)  # the ranks of a torchrun / multi-task SLURM job (one process: nothing to join)
     distributed.check(cfg, dist)
     groups, stage_steps, held_out = load_data(cfg)
@@ -101,9 +101,12 @@ def run_job(cfg: DictConfig) -> float:
         return float(result["val/acc"])
     checkpoint.check_writable(ckpt_dir)  # before a run exists: an unwritable dir must not leave it RUNNING
     check_reachable(cfg.tracking.uri)  # seconds, not MLflow's minutes of retries
+    if checkpoint.stop_requested():  # asked to stop before the run exists: nothing to record
+        raise SystemExit(128 + checkpoint.stop_requested())
     name = " ".join(o for o in hc.overrides.task if not o.startswith("hydra")) or "default"
-    tracker = Tracker.start(cfg, job_tags(cfg, hc, sweep), name, (sweep or {}).get("parent_run_id"), resume_id,
-                            ckpt_dir / "spool")
+    tags = {**job_tags(cfg, hc, sweep), "rlkit.run_key": ckpt_dir.name}
+    resume_id = resume_id or orphan_run(cfg, ckpt_dir.name)
+    tracker = Tracker.start(cfg, tags, name, (sweep or {}).get("parent_run_id"), resume_id, ckpt_dir / "spool")
     try:  # from here on the run exists: whatever happens, it ends FAILED / KILLED / preempted, never RUNNING
         resumes = status.get("resumes", -1) + 1
         checkpoint.write_status(ckpt_dir, state="running", run_id=tracker.run_id, resumes=resumes, error=None,
@@ -137,6 +140,21 @@ def run_job(cfg: DictConfig) -> float:
     checkpoint.write_status(ckpt_dir, state="finished", val_acc=result["val/acc"], error=None)
     dist.close()
     return float(result["val/acc"])
+
+
+def orphan_run(cfg: DictConfig, key: str) -> str | None:
+    """A run of this job created by an attempt killed before it could record the run id in status.json
+    (nothing logged yet): adopted instead of leaving a second, empty run behind."""
+    from rlkit.tracking import client
+
+    mc = client(cfg.tracking.uri)
+    exp = mc.get_experiment_by_name(cfg.tracking.experiment)
+    if exp is None:
+        return None
+    runs = mc.search_runs([exp.experiment_id], f"tags.`rlkit.run_key` = '{key}' and attributes.status != 'FINISHED'",
+                          max_results=5)
+    empty = [r for r in runs if not r.data.metrics]
+    return empty[0].info.run_id if empty else None
 
 
 def _record_end(tracker, ckpt_dir: Path, state: str, error: str) -> None:

@@ -70,8 +70,8 @@ def read(path: Path) -> tuple[list[dict[str, Any]], int]:
         for line in (path / LOG).read_text().splitlines():
             try:
                 recs.append(json.loads(line))
-            except ValueError:
-                break
+            except ValueError:  # a line torn by a kill mid-write (only ever the last one)
+                continue
     acked = int((path / ACKED).read_text() or 0) if (path / ACKED).exists() else 0
     return [r for r in recs if r["seq"] > acked], acked
 
@@ -114,13 +114,15 @@ def replay(path: Path, uri: str | None = None) -> int:
 class Spool:
     """The live spool of one process: `append` writes a record and returns; a daemon thread sends."""
 
+    COMPACT_AFTER = 1000  # records: the log is truncated when everything in it is acknowledged
+
     def __init__(self, path: Path, uri: str, mc) -> None:
         self.path, self.uri, self.mc = path, uri, mc
         path.mkdir(parents=True, exist_ok=True)
         replay(path, uri)  # (an earlier attempt's leftovers first, so the order holds)
         (path / META).write_text(json.dumps({"uri": uri, "pid": os.getpid(), "started": time.time()}))
         self.fh = open(path / LOG, "a")
-        self.seq, self.pending = 0, deque()
+        self.seq, self.compacted, self.pending = 0, 0, deque()
         self.cv = threading.Condition()
         self.outage_since: float | None = None
         self.thread = threading.Thread(target=self._send_loop, name="rlkit-spool", daemon=True)
@@ -158,6 +160,9 @@ class Spool:
             _ack(self.path, rec["seq"])
             with self.cv:
                 self.pending.popleft()
+                if not self.pending and self.seq - self.compacted >= self.COMPACT_AFTER and not self.fh.closed:
+                    self.fh.truncate(0)  # everything written is acknowledged: keep the file small
+                    self.compacted = self.seq
                 self.cv.notify_all()
             if self.outage_since is not None:
                 print(f"[rlkit] tracking {self.uri} back after {time.time() - self.outage_since:.0f} s; "
