@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dirs", nargs="*", type=Path)
     p.add_argument("--tracking-uri", help="send to this MLflow URI instead of the one each spool recorded")
     args = p.parse_args(argv)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")  # a server still down: say so in seconds
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     roots = args.dirs or [Path(os.environ.get("RLKIT_CHECKPOINT_DIR", "checkpoints"))]
     failed = 0
     spools = find_spools(roots)
