@@ -72,7 +72,8 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--eval-every", type=int, default=10)
     p.add_argument("--checkpoint-every", type=int, default=5)
-    p.add_argument("--max-delay", type=float, default=15.0, help="kill at uniform(0.2, this) s after a start")
+    p.add_argument("--min-delay", type=float, default=0.2)
+    p.add_argument("--max-delay", type=float, default=15.0, help="kill at uniform(min, max) s after a start")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dir", type=Path)
     args = p.parse_args()
@@ -96,7 +97,7 @@ def main() -> int:
             kill = None
             if kills_left > 0:
                 kills_left -= 1
-                kill = time.time() + rng.uniform(0.2, args.max_delay)
+                kill = time.time() + rng.uniform(args.min_delay, args.max_delay)
             live[seed] = (proc, kill, rng.choice(SIGNALS))
         time.sleep(0.05)
         for seed, (proc, kill, sig) in list(live.items()):

@@ -102,6 +102,7 @@ def run_job(cfg: DictConfig) -> float:
     checkpoint.check_writable(ckpt_dir)  # before a run exists: an unwritable dir must not leave it RUNNING
     check_reachable(cfg.tracking.uri)  # seconds, not MLflow's minutes of retries
     if checkpoint.stop_requested() and dist.world == 1:  # asked to stop before the run exists: nothing to record
+        print(f"[rlkit] signal {checkpoint.stop_requested()} before the run started: exiting", file=sys.stderr)
         raise SystemExit(128 + checkpoint.stop_requested())
     name = " ".join(o for o in hc.overrides.task if not o.startswith("hydra")) or "default"
     tags = {**job_tags(cfg, hc, sweep), "rlkit.run_key": ckpt_dir.name}
