@@ -4,8 +4,9 @@ finishes, then count lost and duplicated metric values in the MLflow store (both
     python bench/chaos.py --kills 20 --jobs 2 --steps 30 [--seed 0] [--dir /tmp/chaos]
 
 Each job is a plain `python -m rlkit.run seed=<k> ...` (the same command restarted, as a requeue does)
-against one SQLite store; `--parallel` jobs run at once. A kill is SIGKILL, SIGTERM, SIGUSR2 or SIGINT
-after a random delay (start-up, evaluation, a step, a checkpoint write: wherever it lands). Expected
+against one SQLite store; `--parallel` jobs run at once. A kill is SIGKILL, SIGTERM, SIGUSR2 or SIGINT,
+sent either a random delay after the start (`--startup-frac` of them: imports, validation, run creation)
+or 0-1.5 s after the job logged a random step (a step, an evaluation, a checkpoint write). Expected
 values per run: every step metric at steps 1..N, `val*` at 0, every eval_every and N, `timing_s/eval`
 at the evaluation steps after 0, `summary/*` once at N; exactly one MLflow run per job, FINISHED.
 """
@@ -31,6 +32,19 @@ def command(args, seed: int, root: Path) -> list[str]:
             f"trainer.eval_every={args.eval_every}", f"trainer.checkpoint_every={args.checkpoint_every}", *FAST,
             "sweep.name=chaos", f"tracking.uri=sqlite:///{root}/mlflow.db", f"paths.checkpoints={root}/ck",
             f"hydra.run.dir={root}/out/{seed}"]
+
+
+def progress(root: Path, seed: int) -> int:
+    """The last step job `seed` has in the store (-1: no run or no step yet)."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(root / "mlflow.db", timeout=1) as con:
+            row = con.execute("select max(m.step) from metrics m join tags t on m.run_uuid = t.run_uuid "
+                              "where t.key = 'seed' and t.value = ? and m.key = 'timing_s/step'", (str(seed),)).fetchone()
+        return -1 if row[0] is None else int(row[0])
+    except sqlite3.Error:
+        return -1
 
 
 def expected_steps(key: str, steps: int, eval_every: int) -> set[int]:
@@ -74,6 +88,7 @@ def main() -> int:
     p.add_argument("--checkpoint-every", type=int, default=5)
     p.add_argument("--min-delay", type=float, default=0.2)
     p.add_argument("--max-delay", type=float, default=15.0, help="kill at uniform(min, max) s after a start")
+    p.add_argument("--startup-frac", type=float, default=0.25, help="share of kills timed from the start")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dir", type=Path)
     args = p.parse_args()
@@ -86,7 +101,8 @@ def main() -> int:
     prepare_store(f"sqlite:///{root}/mlflow.db")  # WAL: parallel jobs on one store
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     todo = list(range(args.jobs))
-    live: dict[int, tuple[subprocess.Popen, float | None, int]] = {}  # seed -> (proc, kill at, signal)
+    # seed -> (proc, kill at (time), kill after (step, then a random delay), signal)
+    live: dict[int, tuple[subprocess.Popen, float | None, int | None, int]] = {}
     kills_left, log = args.kills, []
     t0 = time.time()
     while todo or live:
@@ -94,18 +110,24 @@ def main() -> int:
             seed = todo.pop(0)
             proc = subprocess.Popen(command(args, seed, root), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                                     stderr=open(root / f"job{seed}.log", "a"))
-            kill = None
+            kill, after = None, None
             if kills_left > 0:
                 kills_left -= 1
-                kill = time.time() + rng.uniform(args.min_delay, args.max_delay)
-            live[seed] = (proc, kill, rng.choice(SIGNALS))
+                if rng.random() < args.startup_frac:  # start-up: imports, validation, run creation, warm start
+                    kill = time.time() + rng.uniform(args.min_delay, args.max_delay)
+                else:  # training: after a random logged step, a random moment later (step, eval, checkpoint)
+                    after = rng.randrange(-1, args.steps)
+            live[seed] = (proc, kill, after, rng.choice(SIGNALS))
         time.sleep(0.05)
-        for seed, (proc, kill, sig) in list(live.items()):
+        for seed, (proc, kill, after, sig) in list(live.items()):
             code = proc.poll()
+            if code is None and after is not None and progress(root, seed) >= after:
+                kill, after = time.time() + rng.uniform(0, 1.5), None
+                live[seed] = (proc, kill, after, sig)
             if code is None and kill is not None and time.time() >= kill:
                 proc.send_signal(sig)
                 log.append((round(time.time() - t0, 1), seed, signal.Signals(sig).name))
-                live[seed] = (proc, None, sig)
+                live[seed] = (proc, None, None, sig)
                 continue
             if code is None:
                 continue
@@ -116,7 +138,9 @@ def main() -> int:
                     print(f"job {seed}: unexpected exit {code} (see {root}/job{seed}.log)", file=sys.stderr)
     print(f"{len(log)} kills in {time.time() - t0:.0f} s:", ", ".join(f"t={t} job{s} {n}" for t, s, n in log))
     result = audit(root, args)
-    print("audit:", result)
+    resumed = sum(open(root / f"job{s}.log", errors="replace").read().count("resuming MLflow run")
+                  for s in range(args.jobs))
+    print("audit:", {**result, "resumed_attempts": resumed})
     bad = result["lost"] or result["duplicated"] or result["not_finished"] or result["runs"] != args.jobs
     return 1 if bad else 0
 

@@ -62,7 +62,7 @@ TIMES: dict[str, float] = {}
 @pytest.mark.parametrize("override,key", BAD, ids=[o for o, _ in BAD])
 def test_bad_value_fails_before_compute(override: str, key: str, tmp_path) -> None:
     t = time.perf_counter()
-    r = run_rlkit([override], tmp_path, timeout=60)
+    r = run_rlkit([override], tmp_path, timeout=120)
     TIMES[override] = elapsed = time.perf_counter() - t
     print(f"{override}: {elapsed:.2f} s")
     assert r.returncode == 2, r.stderr[-2000:]
@@ -70,7 +70,7 @@ def test_bad_value_fails_before_compute(override: str, key: str, tmp_path) -> No
     assert "valid" in r.stderr  # the valid range is stated
     created = {p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*")}
     assert created <= {"out"}, created  # no mlflow.db, no ck/, no multirun/
-    assert elapsed < 5 * 3  # measured 0.5-0.8 s; generous for a loaded 2-core machine
+    assert elapsed < 30  # measured 0.5-1.0 s (algo.* ~4 s) on a quiet machine; generous: shared 2-core CI
 
 
 def test_temperature_zero_says_why_and_what_to_use(tmp_path) -> None:
