@@ -47,6 +47,18 @@ def progress(root: Path, seed: int) -> int:
         return -1
 
 
+def finished(root: Path, seed: int) -> bool:
+    """status.json says the job finished (a kill during interpreter shutdown still exits non-zero; the same
+    command again would start a new run, by design: rlkit.status shows such a job as finished)."""
+    import json
+
+    for f in (root / "ck").glob("*/status.json"):
+        st = json.loads(f.read_text())
+        if f"seed={seed}" in st.get("overrides", []):
+            return st.get("state") == "finished"
+    return False
+
+
 def expected_steps(key: str, steps: int, eval_every: int) -> set[int]:
     evals = {0, steps, *range(eval_every, steps + 1, eval_every)}
     if key.startswith(("val/", "val_ctx/")):
@@ -132,7 +144,7 @@ def main() -> int:
             if code is None:
                 continue
             del live[seed]
-            if code != 0:  # killed (or preempted: 128 + signal): the same command again
+            if code != 0 and not finished(root, seed):  # killed (or preempted: 128 + signal): the same command again
                 todo.append(seed)
                 if code not in (0, -9, 130, 128 + signal.SIGTERM, 128 + signal.SIGUSR2, 1, -2):
                     print(f"job {seed}: unexpected exit {code} (see {root}/job{seed}.log)", file=sys.stderr)
