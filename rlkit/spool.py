@@ -125,6 +125,7 @@ class Spool:
         self.seq, self.compacted, self.pending = 0, 0, deque()
         self.cv = threading.Condition()
         self.outage_since: float | None = None
+        self.ack_warned = False
         self.thread = threading.Thread(target=self._send_loop, name="rlkit-spool", daemon=True)
         self.thread.start()
 
@@ -157,7 +158,13 @@ class Spool:
                 uncertain, delay = True, min(delay * 2, 10.0)
                 time.sleep(delay)
                 continue
-            _ack(self.path, rec["seq"])
+            try:
+                _ack(self.path, rec["seq"])
+            except OSError as e:  # the spool dir is gone (e.g. the checkpoint dir replaced): keep sending
+                if not self.ack_warned:
+                    self.ack_warned = True
+                    print(f"[rlkit] cannot record sent values in {self.path} ({e}); a restart may resend "
+                          "the last ones (deduplicated)", file=sys.stderr, flush=True)
             with self.cv:
                 self.pending.popleft()
                 if not self.pending and self.seq - self.compacted >= self.COMPACT_AFTER and not self.fh.closed:
@@ -184,7 +191,10 @@ class Spool:
         with self.cv:
             self.fh.close()
             if done:
-                _clear(self.path)
+                try:
+                    _clear(self.path)
+                except OSError:
+                    pass
             else:
                 print(f"[rlkit] tracking {self.uri} still unavailable: {len(self.pending)} records kept in "
                       f"{self.path}; they are sent by the next start of this job or `python -m rlkit.sync "

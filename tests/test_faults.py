@@ -213,7 +213,7 @@ def test_killed_after_its_last_step_resumes_with_its_summary_once(tmp_path, tiny
     code, _ = run(tmp_path, a, KILL_BEFORE.format(method=method))
     assert code == -signal.SIGKILL
     mc, r = the_run(tmp_path, "summary")
-    assert r.info.status == "RUNNING" and logged_step(tmp_path) == 2
+    assert r.info.status == "RUNNING"  # (the last values may still be in its spool: sent by the next start)
     code, err = run(tmp_path, a)
     assert code == 0, err[-3000:]
     mc, after = the_run(tmp_path, "summary")
