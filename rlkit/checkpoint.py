@@ -4,6 +4,14 @@ A run's checkpoint directory is keyed by the experiment and the job's own overri
 Hydra's timestamped output dir), so the same command started again - by hand, by a SLURM requeue
 or by a resubmitted sweep - finds it. `status.json` beside it is rlkit's own record of the job's
 state, because SLURM reports a job whose Python raised inside Hydra as COMPLETED.
+
+A checkpoint must survive its own failure: `state.pt` (newest) and `state.prev.pt` (the one before)
+are each written to a temp file, checksummed (`<name>.sha256`) and renamed into place; `load`
+verifies the checksum and falls back to the previous file, naming the bad one and moving it aside,
+so a truncated file cannot make every requeue fail the same way.
+
+Preemption: rlkit.run turns SIGTERM/SIGUSR2 into a request (`request_stop`) that train() reads at
+the next step boundary: it checkpoints and raises `Preempted`, and rlkit.run exits 128 + signal.
 """
 from __future__ import annotations
 
@@ -11,11 +19,37 @@ import hashlib
 import json
 import os
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
+NEWEST, PREVIOUS = "state.pt", "state.prev.pt"
+_STOP = 0  # the signal number asking this process to stop at the next step boundary (0: none)
+
+
+class Preempted(BaseException):
+    """Raised by train() after the checkpoint that follows a stop request (not an Exception: nothing
+    on the way up may swallow it)."""
+
+    def __init__(self, signum: int, step: int) -> None:
+        super().__init__(f"preempted by signal {signum} after step {step}")
+        self.signum, self.step = signum, step
+
+
+def request_stop(signum: int, frame: Any = None) -> None:
+    """Signal handler: remember the request; the loop checkpoints and stops at its next step boundary."""
+    global _STOP
+    _STOP = signum
+    print(f"[rlkit] signal {signum}: checkpointing at the next step boundary, then exiting", file=sys.stderr, flush=True)
+
+
+def stop_requested(dist: Any = None) -> int:
+    """The signal asking to stop (0: none), agreed by every rank so they checkpoint together."""
+    if dist is None or getattr(dist, "world", 1) == 1:
+        return _STOP
+    anyone = dist.sum(float(_STOP > 0))[0] > 0
+    return _STOP or (15 if anyone else 0)
 
 
 def run_key(experiment: str, overrides: list[str]) -> str:
@@ -26,38 +60,132 @@ def run_key(experiment: str, overrides: list[str]) -> str:
 
 
 def rng_state() -> dict[str, Any]:
+    import torch
+
     return {"python": random.getstate(), "torch": torch.get_rng_state()}
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    import torch
+
     random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
 
 
+class NotWritable(OSError):
+    """The checkpoint directory cannot be written (a user error, reported without a traceback)."""
+
+
+def check_writable(path: Path) -> None:
+    """Create `path` and write/remove a probe file in it; raises NotWritable naming the directory."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".probe{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise NotWritable(f"checkpoint directory {path} is not writable ({e.strerror or e}); set paths.checkpoints= "
+                      f"(or RLKIT_CHECKPOINT_DIR) to a writable directory") from e
+
+
+def _sha256(f: Path) -> str:
+    h = hashlib.sha256()
+    with open(f, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_atomic(f: Path, text: str) -> None:
+    tmp = f.with_name(f"{f.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, f)
+
+
 def save(path: Path, state: dict[str, Any]) -> None:
-    """Atomic: write to a temp file then rename, so a kill mid-write leaves the previous checkpoint."""
+    """Write state.pt atomically with its checksum, keeping the previous one as state.prev.pt.
+    Order: temp file + fsync; newest -> previous; checksum; temp -> newest. A kill at any point leaves
+    a verifiable newest or previous file."""
+    import torch
+
     path.mkdir(parents=True, exist_ok=True)
-    tmp = path / f"state.pt.tmp{os.getpid()}"
+    tmp = path / f"{NEWEST}.tmp{os.getpid()}"
     torch.save(state, tmp)
-    os.replace(tmp, path / "state.pt")
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    digest = _sha256(tmp)
+    new, prev = path / NEWEST, path / PREVIOUS
+    if new.exists():
+        os.replace(new, prev)
+        if (path / f"{NEWEST}.sha256").exists():
+            os.replace(path / f"{NEWEST}.sha256", path / f"{PREVIOUS}.sha256")
+        else:
+            (path / f"{PREVIOUS}.sha256").unlink(missing_ok=True)
+    _write_atomic(path / f"{NEWEST}.sha256", digest + "\n")
+    os.replace(tmp, new)
+
+
+def clean_stale(path: Path) -> list[Path]:
+    """Remove temp files left by a process killed mid-write (any `*.tmp<pid>` not of this process)."""
+    mine = f".tmp{os.getpid()}"
+    stale = [f for f in path.glob("*.tmp*") if not f.name.endswith(mine)] if path.is_dir() else []
+    for f in stale:
+        f.unlink(missing_ok=True)
+    return stale
+
+
+def _verify_and_load(f: Path) -> dict[str, Any]:
+    import torch
+
+    sidecar = f.with_name(f.name + ".sha256")
+    if sidecar.exists():  # (a checkpoint written before checksums has none: loading it is the check)
+        want = sidecar.read_text().strip()
+        got = _sha256(f)
+        if got != want:
+            raise ValueError(f"checksum mismatch (sha256 {got[:12]}..., expected {want[:12]}...; "
+                             f"{f.stat().st_size} bytes: truncated or overwritten)")
+    return torch.load(f, map_location="cpu", weights_only=False)
 
 
 def load(path: Path) -> dict[str, Any] | None:
-    f = path / "state.pt"
-    if not f.exists():
-        return None
-    return torch.load(f, map_location="cpu", weights_only=False)
+    """The newest checkpoint that verifies (state.pt, else state.prev.pt), or None. A bad file is named
+    on stderr and renamed `<name>.corrupt` (kept for inspection, never loaded again)."""
+    clean_stale(path)
+    for name in (NEWEST, PREVIOUS):
+        f = path / name
+        if not f.exists():
+            continue
+        try:
+            return _verify_and_load(f)
+        except Exception as e:  # truncated zip, bad checksum, unpickling error
+            print(f"[rlkit] checkpoint {f} is unreadable ({type(e).__name__}: {str(e)[:300]}); moved to "
+                  f"{f.name}.corrupt, falling back to the previous checkpoint", file=sys.stderr, flush=True)
+            for bad in (f, f.with_name(f.name + ".sha256")):
+                try:  # (another rank of the same job may have moved it already)
+                    os.replace(bad, bad.with_name(bad.name + ".corrupt"))
+                except FileNotFoundError:
+                    pass
+    return None
 
 
 def read_status(path: Path) -> dict[str, Any]:
     f = path / "status.json"
-    return json.loads(f.read_text()) if f.exists() else {}
+    if not f.exists():
+        return {}
+    try:
+        return json.loads(f.read_text())
+    except (OSError, ValueError) as e:  # unreadable: treated as no record (the checkpoint still holds the run id)
+        print(f"[rlkit] {f} is unreadable ({e}); ignoring it", file=sys.stderr)
+        return {}
 
 
 def write_status(path: Path, **fields: Any) -> dict[str, Any]:
+    """Merge `fields` into status.json (a field set to None is removed, e.g. an earlier attempt's error)."""
     path.mkdir(parents=True, exist_ok=True)
     status = {**read_status(path), **fields, "updated": time.time()}
-    tmp = path / f"status.json.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(status, indent=1))
-    os.replace(tmp, path / "status.json")
+    status = {k: v for k, v in status.items() if v is not None}
+    _write_atomic(path / "status.json", json.dumps(status, indent=1))
     return status

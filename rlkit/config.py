@@ -6,7 +6,9 @@ data file, an unreachable model, a curriculum naming a data group that does not 
 """
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ class TrainerSchema:
     bf16: bool = False
     skip_idle_rows: bool = True
     offload_optimizer: bool = False
+    deterministic: bool = False
 
 
 @dataclass
@@ -62,6 +65,8 @@ class TrackingSchema:
     uri: str = "sqlite:///mlflow.db"
     experiment: str = "default"
     log_samples: int = 4
+    spool: bool = True
+    flush_timeout_s: float = 60.0
 
 
 @dataclass
@@ -106,19 +111,101 @@ def check_types(cfg: DictConfig) -> None:
         except Exception as e:  # omegaconf's ValidationError: re-raise naming the full key
             where = f"{key}.{e.full_key}" if getattr(e, "full_key", None) else key
             msg = str(e).split("\n")[0]
-            raise ConfigError(f"{where}: {msg} (schema: rlkit.config.{schema.__name__})") from e
+            valid = f"; valid: {VALUE_RULES[where][1]}" if where in VALUE_RULES else ""
+            raise ConfigError(f"{where}: {msg}{valid} (schema: rlkit.config.{schema.__name__})") from e
     t = cfg.trainer
-    for k in ("steps", "prompts_per_step", "group_size", "micro_batch_size"):
-        if t[k] < 1:
-            raise ConfigError(f"trainer.{k}={t[k]} must be >= 1")
-    if t.lr <= 0:
-        raise ConfigError(f"trainer.lr={t.lr} must be > 0")
     if cfg.rollout.engine not in ("fast", "hf", "vllm"):
         raise ConfigError(f"rollout.engine={cfg.rollout.engine!r} is invalid; valid: fast, hf, vllm")
     if t.backend not in ("auto", "torch", "deepspeed"):
         raise ConfigError(f"trainer.backend={t.backend!r} is invalid; valid: auto, torch, deepspeed")
-    if cfg.length.max_response_tokens < 1:
-        raise ConfigError(f"length.max_response_tokens={cfg.length.max_response_tokens} must be >= 1")
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _int_at_least(lo: int) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: _int(v) and v >= lo), f"an integer >= {lo}"
+
+
+def _positive() -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: _num(v) and v > 0), "a finite number > 0"
+
+
+def _at_least(lo: float) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: _num(v) and v >= lo), f"a finite number >= {lo}"
+
+
+def _in(lo: float, hi: float, lo_open: bool, hi_open: bool) -> tuple[Callable[[Any], bool], str]:
+    def ok(v: Any) -> bool:
+        return _num(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+    return ok, f"a number in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+
+
+_TEMPERATURE_WHY = (
+    " Training rollouts are sampled: the loss divides the logits by the temperature (0 gives NaN log-probs "
+    "and gradients) and a group's samples must differ for its advantages to be non-zero (a negative or zero "
+    "temperature samples garbage or always the same answer). For greedy held-out evaluation keep "
+    "rollout.val_greedy=true (the default); for near-greedy training use a small value such as 0.1.")
+
+# key -> (check, valid range): keys whose bad value would train garbage or crash after compute (the
+# algo group has its own, rlkit.algos.validate). A key absent from the composed config is skipped.
+# (There is no top_k: every engine samples from the full top-p nucleus.)
+VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "seed": ((lambda v: _int(v) and 0 <= v < 2**32), "an integer in [0, 2**32)"),
+    "trainer.steps": _int_at_least(1),
+    "trainer.prompts_per_step": _int_at_least(1),
+    "trainer.group_size": _int_at_least(1),
+    "trainer.micro_batch_size": _int_at_least(1),
+    "trainer.eval_every": _int_at_least(1),
+    "trainer.checkpoint_every": _int_at_least(1),
+    "trainer.warmup_steps": _int_at_least(0),
+    "trainer.threads": _int_at_least(0),
+    "trainer.lr": _positive(),
+    "trainer.weight_decay": _at_least(0),
+    "trainer.grad_clip": _positive(),
+    "rollout.temperature": _positive(),
+    "rollout.top_p": _in(0, 1, True, False),
+    "rollout.vllm.gpu_memory_utilization": _in(0, 1, True, True),
+    "length.max_response_tokens": _int_at_least(1),
+    "length.overlong_buffer": _int_at_least(0),
+    "length.max_tokens_per_micro_batch": _int_at_least(1),
+    "tracking.log_samples": _int_at_least(0),
+    "tracking.flush_timeout_s": _at_least(0),
+    "data.val_size": _int_at_least(1),
+    "model.context_length": _int_at_least(2),
+    "model.resources.gpus_per_node": _int_at_least(0),
+    "model.resources.nodes": _int_at_least(1),
+    "model.resources.cpus_per_task": _int_at_least(1),
+    "model.resources.tensor_parallel": _int_at_least(1),
+    "model.resources.micro_batch_size": _int_at_least(1),
+    "model.resources.mem_gb": _positive(),
+    "model.lora.alpha": _positive(),
+    "model.lora.dropout": _in(0, 1, False, True),
+    "passrate.k": _int_at_least(1),
+    "passrate.limit": _int_at_least(1),
+    "passrate.temperature": _positive(),
+}
+_WHY = {"rollout.temperature": _TEMPERATURE_WHY}
+
+
+def check_values(cfg: DictConfig) -> None:
+    """Every key of VALUE_RULES in its valid range (types alone let 0, negatives, NaN and inf through)."""
+    for key, (ok, valid) in VALUE_RULES.items():
+        missing = object()
+        v = OmegaConf.select(cfg, key, default=missing)
+        if v is missing or (v is None and key.startswith("model.")):
+            continue
+        if not ok(v):
+            raise ConfigError(f"{key}={v!r} is invalid; valid: {valid}.{_WHY.get(key, '')}")
+    t = cfg.length
+    if t.overlong_buffer > t.max_response_tokens:
+        raise ConfigError(f"length.overlong_buffer={t.overlong_buffer} is invalid; valid: an integer in "
+                          f"[0, length.max_response_tokens={t.max_response_tokens}]")
 
 
 def check_algo(cfg: DictConfig) -> None:
@@ -184,9 +271,6 @@ def check_scale(cfg: DictConfig) -> None:
         if int(OmegaConf.select(cfg, "model.resources.gpus_per_node", default=0) or 0) < 1:
             raise ConfigError(f"rollout.engine=vllm trains on the GPU: model={name} has resources.gpus_per_node=0; "
                               "set model.resources.gpus_per_node")
-    v = cfg.rollout.vllm.gpu_memory_utilization
-    if not 0 < v < 1:
-        raise ConfigError(f"rollout.vllm.gpu_memory_utilization={v} must be in (0, 1)")
 
 
 def check_rewards(cfg: DictConfig) -> None:
@@ -214,6 +298,7 @@ def check_curriculum(cfg: DictConfig) -> list[DictConfig]:
 def validate(cfg: DictConfig) -> None:
     """Everything that can be checked without compute; raises ConfigError naming the problem."""
     check_types(cfg)
+    check_values(cfg)  # (no torch import before here: a bad value fails in about a second)
     check_algo(cfg)
     check_rewards(cfg)
     check_model(cfg)

@@ -10,7 +10,6 @@ import shutil
 import signal
 import socket
 import sys
-import time
 from pathlib import Path
 
 import hydra
@@ -19,9 +18,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import rlkit.launch  # noqa: F401  (puts rlkit's Hydra launcher/sweeper plugins where Hydra's scan finds them)
-from rlkit import checkpoint, distributed
 from rlkit.config import GROUPS, ConfigError, check_curriculum, validate
 from rlkit.data.stream import load_data
+
+# (torch, MLflow and the rest are imported after validation, so a bad value fails in about a second)
 
 
 def job_tags(cfg: DictConfig, hc, sweep: dict | None) -> dict[str, str]:
@@ -45,10 +45,13 @@ def job_tags(cfg: DictConfig, hc, sweep: dict | None) -> dict[str, str]:
 
 def run_job(cfg: DictConfig) -> float:
     from rlkit.launch.callbacks import read_sweep_info
-    from rlkit.tracking import Tracker
 
     hc = HydraConfig.get()
+    install_stop_handlers()  # first: a signal during start-up is then a request, not a kill
     validate(cfg)
+    from rlkit import checkpoint, distributed
+    from rlkit.tracking import Tracker, check_reachable
+
     dist = distributed.init(cfg)  # the ranks of a torchrun / multi-task SLURM job (one process: nothing to join)
     distributed.check(cfg, dist)
     groups, stage_steps, held_out = load_data(cfg, check_curriculum(cfg))
@@ -63,6 +66,11 @@ def run_job(cfg: DictConfig) -> float:
             dist.close()
             return float(status.get("val_acc", float("nan")))
         if dist.is_main:
+            if (ckpt_dir / "spool").exists():  # values the finished run could not send yet go first
+                from rlkit import spool
+
+                check_reachable(cfg.tracking.uri)
+                spool.replay(ckpt_dir / "spool", cfg.tracking.uri)
             shutil.rmtree(ckpt_dir)  # the same command after a finished run starts a new run
         status = {}
     if not dist.is_main:  # only rank 0 holds the MLflow run and the status file; it logs the reduced metrics
@@ -70,45 +78,94 @@ def run_job(cfg: DictConfig) -> float:
         from rlkit.train import train
 
         dist.barrier()
-        result = train(cfg, NullTracker(), ckpt_dir, groups, stage_steps, held_out)
+        try:
+            result = train(cfg, NullTracker(), ckpt_dir, groups, stage_steps, held_out)
+        except checkpoint.Preempted as e:
+            raise SystemExit(128 + e.signum) from None
         dist.close()
         return float(result["val/acc"])
+    checkpoint.check_writable(ckpt_dir)  # before a run exists: an unwritable dir must not leave it RUNNING
+    check_reachable(cfg.tracking.uri)  # seconds, not MLflow's minutes of retries
+    if checkpoint.stop_requested() and dist.world == 1:  # asked to stop before the run exists: nothing to record
+        print(f"[rlkit] signal {checkpoint.stop_requested()} before the run started: exiting", file=sys.stderr)
+        raise SystemExit(128 + checkpoint.stop_requested())
     name = " ".join(o for o in hc.overrides.task if not o.startswith("hydra")) or "default"
-    tracker = Tracker.start(cfg, job_tags(cfg, hc, sweep), name, (sweep or {}).get("parent_run_id"), resume_id)
-    resumes = status.get("resumes", -1) + 1
-    checkpoint.write_status(ckpt_dir, state="running", run_id=tracker.run_id, resumes=resumes,
-                            experiment=cfg.tracking.experiment, sweep_id=(sweep or {}).get("sweep_id"),
-                            overrides=list(hc.overrides.task), slurm_job_id=os.environ.get("SLURM_JOB_ID"),
-                            slurm_array=slurm_array_id(), host=socket.gethostname(), pid=os.getpid(),
-                            output_dir=hc.runtime.output_dir)
-    if resume_id:
-        tracker.set_tags({"rlkit.resumes": str(resumes)})
-        print(f"[rlkit] resuming MLflow run {resume_id} from {ckpt_dir} (resume #{resumes})", file=sys.stderr)
-    from rlkit.train import train
+    tags = {**job_tags(cfg, hc, sweep), "rlkit.run_key": ckpt_dir.name}
+    resume_id = resume_id or orphan_run(cfg, ckpt_dir.name)
+    tracker = Tracker.start(cfg, tags, name, (sweep or {}).get("parent_run_id"), resume_id, ckpt_dir / "spool")
+    try:  # from here on the run exists: whatever happens, it ends FAILED / KILLED / preempted, never RUNNING
+        resumes = status.get("resumes", -1) + 1
+        checkpoint.write_status(ckpt_dir, state="running", run_id=tracker.run_id, resumes=resumes, error=None,
+                                experiment=cfg.tracking.experiment, sweep_id=(sweep or {}).get("sweep_id"),
+                                overrides=list(hc.overrides.task), slurm_job_id=os.environ.get("SLURM_JOB_ID"),
+                                slurm_array=slurm_array_id(), host=socket.gethostname(), pid=os.getpid(),
+                                output_dir=hc.runtime.output_dir)
+        if resume_id:
+            tracker.set_tags({"rlkit.resumes": str(resumes)})
+            print(f"[rlkit] resuming MLflow run {resume_id} from {ckpt_dir} (resume #{resumes})", file=sys.stderr)
+        from rlkit.models.load import model_path
+        from rlkit.train import torch_threads, train
 
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # (submitit installs its own handlers)
-        signal.signal(signal.SIGTERM, _interrupt)
-    from rlkit.models.load import model_path
+        tracker.log_provenance(torch_threads(cfg), bool(cfg.trainer.get("deterministic")), resumes)
 
-    model_path(cfg.model)  # a first run builds the embedded warm start here (once, before the other ranks
-    dist.barrier()  # load it), outside its summary/wall_time_s; the other ranks start once the run is resolved
-    t0 = time.time()
-    try:
+        model_path(cfg.model)  # a first run builds the embedded warm start here (once, before the other ranks
+        dist.barrier()  # load it), outside its summary/wall_time_s; the other ranks start once the run is resolved
         result = train(cfg, tracker, ckpt_dir, groups, stage_steps, held_out)
-    except BaseException as e:  # KeyboardInterrupt/SIGTERM, SystemExit (submitit's requeue): resumable
-        state = "failed" if isinstance(e, Exception) else "killed"
-        checkpoint.write_status(ckpt_dir, state=state, error=repr(e)[:2000])
-        tracker.finish(state)
+        tracker.log_summary({"summary/wall_time_s": result["wall_time_s"], "summary/final_val_acc": result["val/acc"]},
+                            cfg.trainer.steps)
+        tracker.finish("finished")
+    except checkpoint.Preempted as e:  # checkpointed at a step boundary: the same command resumes it
+        _record_end(tracker, ckpt_dir, "preempted", str(e))
+        print(f"[rlkit] {e}; checkpoint in {ckpt_dir}; run the same command to resume MLflow run {tracker.run_id}",
+              file=sys.stderr)
+        raise SystemExit(128 + e.signum) from None
+    except BaseException as e:  # an error, KeyboardInterrupt, SystemExit (submitit's requeue): resumable
+        _record_end(tracker, ckpt_dir, "failed" if isinstance(e, Exception) else "killed",
+                    f"{type(e).__name__}: {e}")
         raise
-    tracker.log({"summary/wall_time_s": time.time() - t0, "summary/final_val_acc": result["val/acc"]}, cfg.trainer.steps)
-    tracker.finish("finished")
-    checkpoint.write_status(ckpt_dir, state="finished", val_acc=result["val/acc"])
+    checkpoint.write_status(ckpt_dir, state="finished", val_acc=result["val/acc"], error=None)
     dist.close()
     return float(result["val/acc"])
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+def orphan_run(cfg: DictConfig, key: str) -> str | None:
+    """A run of this job created by an attempt killed before it could record the run id in status.json
+    (nothing logged yet): adopted instead of leaving a second, empty run behind."""
+    from rlkit.tracking import client
+
+    mc = client(cfg.tracking.uri)
+    exp = mc.get_experiment_by_name(cfg.tracking.experiment)
+    if exp is None:
+        return None
+    runs = mc.search_runs([exp.experiment_id], f"tags.`rlkit.run_key` = '{key}' and attributes.status != 'FINISHED'",
+                          max_results=5)
+    empty = [r for r in runs if not r.data.metrics]
+    return empty[0].info.run_id if empty else None
+
+
+def _record_end(tracker, ckpt_dir: Path, state: str, error: str) -> None:
+    """Mark the run and status.json; a tracking failure here must not hide the original error."""
+    from rlkit import checkpoint
+
+    try:
+        checkpoint.write_status(ckpt_dir, state=state, error=error[:2000])
+    except OSError as e:
+        print(f"[rlkit] cannot write {ckpt_dir}/status.json: {e}", file=sys.stderr)
+    try:
+        tracker.finish(state, error=error)
+    except Exception as e:  # noqa: BLE001
+        print(f"[rlkit] cannot mark MLflow run {tracker.run_id} {state}: {type(e).__name__}: {e}", file=sys.stderr)
+
+
+def install_stop_handlers() -> None:
+    """SIGTERM / SIGUSR2 (SLURM preemption, a time-limit warning, `kill`) ask train() to checkpoint at
+    the next step boundary and exit 128 + signal. Installed only where nobody else handles them:
+    submitit's own handlers (SLURM/local launchers: checkpoint-and-requeue) stay in charge there."""
+    from rlkit import checkpoint
+
+    for sig in (signal.SIGTERM, signal.SIGUSR2):
+        if signal.getsignal(sig) is signal.SIG_DFL:
+            signal.signal(sig, checkpoint.request_stop)
 
 
 def slurm_array_id() -> str | None:
@@ -129,6 +186,14 @@ def main(cfg: DictConfig) -> float:
     except FileNotFoundError as e:
         print(f"rlkit: missing file: {e}", file=sys.stderr)
         sys.exit(2)
+    except Exception as e:
+        from rlkit.checkpoint import NotWritable
+        from rlkit.tracking import TrackingUnreachable
+
+        if isinstance(e, (TrackingUnreachable, NotWritable)):
+            print(f"rlkit: {e}", file=sys.stderr)  # a user error: the message says what to do, no traceback
+            sys.exit(2)
+        raise
 
 
 if __name__ == "__main__":

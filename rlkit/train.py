@@ -22,7 +22,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from rlkit import distributed
+from rlkit import checkpoint, distributed
 from rlkit.data.stream import DataGroup
 from rlkit.steps import parts
 from rlkit.steps.advantage import advantages
@@ -39,14 +39,13 @@ def train(cfg: DictConfig, tracker: StepLog, ckpt_dir: Path, groups: list[DataGr
     """Run cfg.trainer.steps RL steps (resuming from ckpt_dir if a checkpoint is there). Evaluation scores
     `held_out` (the first group is `val/acc`; rlkit.data.stream.load_data chooses them), else the last
     data group. Returns the last `val/acc` and the loop's wall time."""
-    t0, t = time.perf_counter(), cfg.trainer
+    t0, t_entry, t = time.perf_counter(), time.time(), cfg.trainer
     p = parts.build(cfg, groups, stage_steps, held_out)
     start = parts.restore(p, ckpt_dir)
     if start is None:  # a fresh run: the held-out accuracy before any update is step 0
         start, timers = 0, Timers()
         setup = {"timing_s/setup": time.perf_counter() - t0}
         tracker.log({**evaluate_now(p, tracker, 0, timers), **setup, **timers.metrics()}, 0)
-    wall0 = time.time()
     bar = tqdm(range(start, t.steps), initial=start, total=t.steps, desc=f"{cfg.algo.name}", unit="step",
                dynamic_ncols=True, disable=not (progress and p.dist.is_main))
     for step in bar:
@@ -72,10 +71,13 @@ def train(cfg: DictConfig, tracker: StepLog, ckpt_dir: Path, groups: list[DataGr
         tracker.log(m, step + 1)
         bar.set_postfix(reward=f"{m['critic/score/mean']:.3f}", len=f"{m['response_length/mean']:.1f}",
                         val=f"{p.last_val:.3f}")
-        if (step + 1) % t.checkpoint_every == 0 or step + 1 == t.steps:
-            parts.save(p, ckpt_dir, step, tracker.run_id)
+        stop = checkpoint.stop_requested(p.dist)  # SIGTERM/SIGUSR2 under rlkit.run: checkpoint now and stop
+        if (step + 1) % t.checkpoint_every == 0 or step + 1 == t.steps or stop:
+            parts.save(p, ckpt_dir, step, tracker.run_id, p.prior_wall + time.time() - t_entry)
+        if stop and step + 1 < t.steps:
+            raise checkpoint.Preempted(stop, step + 1)
     bar.close()
-    return {"val/acc": p.last_val, "wall_time_s": time.time() - wall0}
+    return {"val/acc": p.last_val, "wall_time_s": p.prior_wall + time.time() - t_entry}
 
 
 def evaluate_now(p: RunParts, tracker: StepLog, step: int, timers: Timers) -> dict[str, float]:

@@ -40,6 +40,9 @@ def find_sweep(target: str, tracking_uri: str | None = None) -> Path:
     from rlkit.report.collect import find_sweep as report_sweep
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():  # (MLflow would create it)
+        raise SystemExit(f"rlkit.status: no sweep {target!r}: not a sweep dir (with rlkit_sweep.json), and there "
+                         f"is no MLflow store at {uri}")
     mc = tracking.client(uri)
     try:
         sweep = report_sweep(mc, target)
@@ -102,7 +105,7 @@ def job_state(status: dict, run_tags: dict, slurm: str | None, local_pid: str | 
         if here and not pid_alive(status.get("pid")):
             return "killed"  # SIGKILL or a crash between checkpoints
         return "running"
-    if st == "killed":
+    if st in ("killed", "preempted"):
         return "requeued" if local_pid and pid_alive(local_pid) else "killed"
     if local_pid:
         return "running" if pid_alive(local_pid) else "failed"

@@ -49,7 +49,7 @@ def job_overrides(config: DictConfig) -> list[list[str]] | None:
 
 def check_sweep(config: DictConfig) -> list[list[str]] | None:
     """Compose and validate every job (see module doc); returns the jobs' overrides."""
-    from rlkit.config import validate
+    from rlkit.config import VALUE_RULES, validate
 
     jobs = job_overrides(config)
     if jobs is None:
@@ -59,7 +59,12 @@ def check_sweep(config: DictConfig) -> list[list[str]] | None:
     seen = set()
     for i, ov in enumerate(jobs):
         shape = tuple(o for o in ov if not o.startswith("seed="))  # any int seed composes: check one per shape
-        if shape in seen:
+        if shape in seen:  # composed like a job already checked: only its seed is left to check
+            seed = next((o.partition("=")[2] for o in ov if o.startswith("seed=")), "0")
+            ok, valid = VALUE_RULES["seed"]
+            if not (seed.isdigit() and ok(int(seed))):
+                raise ConfigError(f"sweep {config.sweep.name!r}: job #{i} ({' '.join(ov)}) is invalid:\n  "
+                                  f"seed={seed!r} is invalid; valid: {valid}")
             continue
         seen.add(shape)
         try:

@@ -49,6 +49,7 @@ class RunParts:
     stage: int = 0                            # the curriculum stage of the last step
     last_val: float = float("nan")            # the last held-out accuracy (the sweep objective)
     suite: Suite | None = None                # the eval suite (conf/eval): step 0, the end, every eval.every
+    prior_wall: float = 0.0                   # seconds of the attempts before this one (up to their checkpoints)
 
     def prompt_ids(self, template: str, problems: list[Problem]) -> list[list[int]]:
         return sample.prompt_ids(self.tokenizer, self.cache, template, problems)
@@ -110,20 +111,22 @@ def restore(p: RunParts, ckpt_dir: Path) -> int | None:
     p.stream.cursor = state["cursor"]
     p.dist.set_rng_states(state["rng"])
     p.stage, p.last_val = state["stage"], float(state.get("last_val", float("nan")))
+    p.prior_wall = float(state.get("wall_s", 0.0))
     with p.actor.gathered():
         p.engine.sync_weights(p.policy)
     return state["step"] + 1
 
 
-def save(p: RunParts, ckpt_dir: Path, step: int, run_id: str | None) -> None:
+def save(p: RunParts, ckpt_dir: Path, step: int, run_id: str | None, wall_s: float = 0.0) -> None:
     """Every rank calls it (DeepSpeed writes shards); rank 0 writes state.pt. `last_val` is kept so a job
-    killed after its final checkpoint still returns its val/acc."""
+    killed after its final checkpoint still returns its val/acc; `wall_s` (all attempts so far) so the
+    summary's wall time adds up over resumes."""
     actor = p.actor.save(ckpt_dir, step, "policy", "opt")
     critic = p.critic.save(ckpt_dir, step, "critic", "critic_opt") if p.critic else {"critic": None, "critic_opt": None}
     state = {**actor, "sched": p.sched.state_dict(),
              "ref": p.ref.state_dict() if p.ref is not None and p.cfg.curriculum.reset_ref else None, **critic,
              "cursor": p.stream.cursor, "rng": p.dist.rng_states(), "step": step, "stage": p.stage, "run_id": run_id,
-             "last_val": p.last_val}
+             "last_val": p.last_val, "wall_s": wall_s}
     if p.dist.is_main:
         checkpoint.save(ckpt_dir, state)
 
@@ -133,6 +136,8 @@ def torch_threads(cfg: DictConfig, env: Mapping[str, str] | None = None) -> int:
     may use (its affinity: a SLURM/cgroup cpuset) shared by the processes of a torchrun on this node.
     Oversubscribing hurts: two 2-thread processes on 2 cores ran up to 4.9x slower than 1 thread each."""
     env = os.environ if env is None else env
+    if cfg.trainer.get("deterministic"):
+        return 1  # a 2-thread CPU reduction is not bitwise reproducible (README)
     chosen = cfg.trainer.threads or int(env.get("RLKIT_THREADS") or 0)
     if chosen:
         return max(1, chosen)
@@ -142,3 +147,6 @@ def torch_threads(cfg: DictConfig, env: Mapping[str, str] | None = None) -> int:
 
 def set_threads(cfg: DictConfig) -> None:
     torch.set_num_threads(torch_threads(cfg))
+    if cfg.trainer.get("deterministic"):  # bit-identical reruns: deterministic kernels (CUDA: cuBLAS workspace too)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
