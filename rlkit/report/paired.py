@@ -114,6 +114,7 @@ def pass_at_k(n: np.ndarray, c: np.ndarray, k: int) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         logr = gammaln(fail + 1) - gammaln(fail - k + 1) - gammaln(n + 1) + gammaln(n - k + 1)
     out[some] = 1.0 - np.exp(logr[some])
+    out[ok & (c == 0)] = 0.0  # exactly (exp of the log-ratio is 1 only up to rounding)
     return out
 
 

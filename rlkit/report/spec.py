@@ -48,7 +48,9 @@ import yaml
 from rlkit.report.diagnose import Thresholds
 
 VAL_GROUP_ACC = re.compile(r"^val/(?!response_length/).+/acc(/.*)?$")
-_MAX = re.compile(r"(^|/)(acc|accuracy)(/|$)|acc/mean|final_val_acc|score|reward|format|throughput|explained_var")
+_MAX = re.compile(r"(^|/)(acc|accuracy)(/|$)|acc/mean|final_val_acc|score|reward|format|throughput|explained_var"
+                  r"|/(avg|pass|maj)[@_:]\d+$")
+EVAL_KEY = re.compile(r"^eval/[^/]+/(avg|pass|maj)[@_:]\d+$")  # run-level eval metrics (contracts.md: "@" is stored as "_")
 _MIN = re.compile(r"clip_ratio|all_wrong|kl|wall_time|timing_s")
 
 
@@ -67,7 +69,7 @@ def val_acc_keys(available: list[str]) -> list[str]:
 
 def default_metrics(available: list[str]) -> list[str]:
     kl = "actor/kl_loss" if "actor/kl_loss" in available else "actor/ppo_kl"
-    want = [*val_acc_keys(available), "response_length/mean", "response_length/clip_ratio",
+    want = [*val_acc_keys(available), *sorted(k for k in available if EVAL_KEY.match(k)), "response_length/mean", "response_length/clip_ratio",
             "groups/all_correct_frac", "groups/all_wrong_frac", "actor/entropy", kl, "summary/wall_time_s"]
     return [k for k in want if k in available]
 

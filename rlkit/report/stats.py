@@ -430,7 +430,7 @@ def stratified_ci(stat, arrays, *, resamples: int = 2000, level: float = DEFAULT
     rng = np.random.default_rng(seed)
     arrays = [np.atleast_2d(np.asarray(a, dtype=float)) for a in arrays]
     point = float(stat(*arrays))
-    if any(a.shape[0] < 2 for a in arrays):
+    if resamples <= 0 or any(a.shape[0] < 2 for a in arrays):
         return point, np.nan, np.nan
     idx = [stratified_indices(rng, a.shape[0], a.shape[1], resamples) for a in arrays]
     cols = [np.arange(a.shape[1])[None, :] for a in arrays]
