@@ -29,6 +29,15 @@ same keys), which beats the built-in defaults. The sweep file defaults to
       curve_resamples: 1000         # bootstrap resamples (curve bands) [1000]
       seed: 0                       # bootstrap seed [0]
       level: 0.95                   # CI level [0.95]
+      interval: t                   # t | bootstrap: run-level intervals [t: Student-t; Welch for Δ]
+      correction: holm              # holm | bh | none: adjusted p-values drive n.s., marks, bold [holm]
+      family: column                # column | table: comparisons adjusted together [column]
+      alpha: 0.05                   # test level [0.05]
+      power: 0.8                    # for the MDE and seeds needed [0.8]
+      target_delta: 0.02            # Δ to plan for → "seeds needed" [none]
+      paired_resamples: 2000        # hierarchical bootstrap resamples (per-problem comparisons) [2000]
+      per_problem: true             # read eval/<suite>/step_N.parquet artifacts [true]
+      thresholds: {val/acc: 0.8}    # efficiency: AUC, steps/wall s/tokens to reach [none]
 
 Planning: `python -m rlkit.report plan <sweep> --target-delta 0.02 [--metrics K ...] [--power 0.8] [--alpha 0.05]`
 estimates, from an earlier (pilot) sweep, each metric's seed-to-seed SD and the seeds per arm a new sweep

@@ -309,8 +309,8 @@ def table(suites: dict[str, Suite], run_lists: dict[str, list[str]], base_of: di
           alpha: float = 0.05, power: float = 0.8, correction: str = "holm", family: str = "column"):
     """Paired comparisons of every row with its baseline, per suite and per-problem metric → DataFrame
     (suite, metric, label, baseline, mean, n, delta, lo, hi, p, p_adj, significant, se, df, d, problems,
-    tau2, mde). mean = the arm's mean over its runs and problems; MDE from the run-mean SD pooled over
-    the suite's rows, plus the comparison's own problem term τ²/P, df = nA + nB − 2."""
+    tau2, mde). mean = the arm's mean over its runs and problems; MDE (`stats.welch_mde`) from the
+    run-mean SD pooled over the suite's rows plus the comparison's own problem term τ²/P."""
     import pandas as pd
 
     recs = []
@@ -328,10 +328,10 @@ def table(suites: dict[str, Suite], run_lists: dict[str, list[str]], base_of: di
                 if b is not None and b != lab and len(X) and len(arm[b]):
                     r = compare(X, arm[b], resamples=resamples, level=level, seed=seed)
                     mde = np.nan
-                    if r.n + r.n_base > 2 and r.problems:
+                    if r.problems:
                         tau2 = r.tau2 if np.isfinite(r.tau2) else 0.0
-                        se = np.sqrt(sd ** 2 * (1 / r.n + 1 / r.n_base) + tau2 / r.problems)
-                        mde = stats.mde(se, r.n + r.n_base - 2, alpha, power)
+                        mde = stats.welch_mde(sd, r.n, r.n_base, alpha=alpha, target_power=power,
+                                              extra_var=tau2 / r.problems)
                     rec.update(delta=r.delta, lo=r.lo, hi=r.hi, p=r.p, se=r.se, df=r.df, d=r.d,
                                problems=r.problems, tau2=r.tau2, mde=mde, n_base=r.n_base)
                 recs.append(rec)

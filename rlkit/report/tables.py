@@ -225,8 +225,8 @@ def ablation(runs: pd.DataFrame, values: pd.DataFrame, metrics: list[str], row_f
         b = boots.get(i)
         lo, hi = (b.lo, b.hi) if b else ((t.lo, t.hi) if t else (np.nan, np.nan))
         mde = np.nan
-        if t and t.n >= 1 and t.n_base >= 1 and t.n + t.n_base > 2:
-            mde = stats.mde(sd[m][0] * np.sqrt(1 / t.n + 1 / t.n_base), t.n + t.n_base - 2, alpha, power)
+        if t and t.n >= 2 and t.n_base >= 2:
+            mde = stats.welch_mde(sd[m][0], t.n, t.n_base, alpha=alpha, target_power=power)
         cell_recs.append({"label": labels[k], "metric": m, "mean": ci.mean, "lo": ci.lo, "hi": ci.hi, "n": ci.n,
                           "delta": t.delta if t else np.nan, "dlo": lo, "dhi": hi,
                           "se": t.se if t else np.nan, "df": t.df if t else np.nan, "p": t.p if t else np.nan,
@@ -245,7 +245,7 @@ def ablation(runs: pd.DataFrame, values: pd.DataFrame, metrics: list[str], row_f
         n_typ = int(np.median([n for n in ns if n > 0])) if any(ns) else 0
         target = target_of(m) if target_of else None
         power_rows.append({"metric": m, "sd": s_, "sd_df": df_, "seeds": n_typ,
-                           "mde": stats.mde(s_ * np.sqrt(2 / n_typ), 2 * n_typ - 2, alpha, power) if n_typ >= 2 else np.nan,
+                           "mde": stats.welch_mde(s_, n_typ, n_typ, alpha=alpha, target_power=power),
                            "target_delta": target,
                            "seeds_needed": stats.seeds_needed(target, s_, alpha=alpha, target_power=power)
                            if target else None})

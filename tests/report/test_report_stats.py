@@ -132,6 +132,13 @@ def test_cohens_d_mde_and_seeds_needed():
     assert stats.mde(0.0, 4) == 0.0 and math.isnan(stats.mde(0.1, 0))
     # seeds per arm for Δ = 1 SD: n = 17 (the classical two-sample answer at 80% / 0.05)
     assert stats.seeds_needed(1.0, 1.0) == 17
+    # Welch's MDE at few seeds is larger than the Student formula's (its df is random and smaller), and
+    # matches a direct simulation of Welch's test at the MDE: 80% power
+    assert stats.welch_mde(1.0, 3, 3) > stats.mde(np.sqrt(2 / 3), 4)
+    rng = np.random.default_rng(3)
+    delta = stats.welch_mde(1.0, 3, 3)
+    hits = [stats.welch(rng.normal(delta, 1, 3), rng.normal(0, 1, 3)).p < 0.05 for _ in range(4000)]
+    assert np.mean(hits) == pytest.approx(0.8, abs=0.025)
     assert stats.seeds_needed(0.05, 0.03, extra_var=0.03 ** 2) is None  # the problem floor is above 0.05
     sd, df = stats.pooled_sd([[1.0, 3.0], [2.0, 2.0, 2.0], [5.0]])
     assert (sd, df) == (pytest.approx(math.sqrt(2 / 3)), 3)

@@ -233,20 +233,21 @@ def test_rendered_markdown_latex_html(report):
     md = (report.out_dir / "report.md").read_text()
     assert "| algo | length | n | val acc ↑ | Δ | val gsm8k acc ↑ | Δ | length | Δ | truncation ↓ | Δ | wall time (s) ↓ | Δ |" in md
     assert "| grpo | 16k | 2 (+1 superseded) | 0.320 [0.300, 0.340] | baseline |" in md
-    # n.s. = Holm-adjusted Welch p ≥ 0.05, followed by the MDE at the seeds run: pooled seed SD of val/acc
-    # = √(4 × 0.0004 + ... ) → 0.030 with 4 df; MDE = 0.030 · √(1/2 + 1/2) · 5.65 (noncentral t, df 2)
-    assert ("| ppo | 16k | 2 | 0.420 [0.400, 0.440] | +0.100 n.s. (MDE 0.170) | 0.600 [0.550, 0.650] | "
-            "+0.050 n.s. (MDE 0.400) | 390 [380, 400] | -20 n.s. (MDE 155) | 0.130 [0.120, 0.140] | "
-            "-0.020 n.s. (MDE 0.212) | 4000 [4000, 4000] | +300 n.s. (MDE 979) |") in md
-    assert ("| ppo | 24k | 2 (+1 failed, 1 killed, 1 running) | 0.380 [0.350, 0.410] | +0.010 n.s. (MDE 0.170) | "
+    # n.s. = Holm-adjusted Welch p ≥ 0.05, followed by the MDE at the seeds run: val/acc's seed SD pooled over
+    # the 4 rows = √((0.0008 + 0.0002 + 0.0008 + 0.0018) / 4) = 0.030 (4 df); MDE = SE · 10.43 with
+    # SE = 0.030 · √(1/2 + 1/2): Welch's power at 2 + 2 seeds (stats.welch_mde; test_report_stats checks it)
+    assert ("| ppo | 16k | 2 | 0.420 [0.400, 0.440] | +0.100 n.s. (MDE 0.313) | 0.600 [0.550, 0.650] | "
+            "+0.050 n.s. (MDE 0.737) | 390 [380, 400] | -20 n.s. (MDE 286) | 0.130 [0.120, 0.140] | "
+            "-0.020 n.s. (MDE 0.390) | 4000 [4000, 4000] | +300 n.s. (MDE 1806) |") in md
+    assert ("| ppo | 24k | 2 (+1 failed, 1 killed, 1 running) | 0.380 [0.350, 0.410] | +0.010 n.s. (MDE 0.313) | "
             "0.850 [0.800, 0.900] | +0.150 |") in md
     assert "| grpo | 24k | 2 | 0.370 [0.360, 0.380] | baseline | 0.700 (n=1) | baseline |" in md
     assert "| grpo | 0.320 | 0.370 | **0.345** |" in md and "| **mean** | **0.370** | **0.375** |" in md
-    assert "| val acc | 0.030 (df 4) | 2 | 0.170 | — | — |" in md  # the power table
+    assert "| val acc | 0.030 (df 4) | 2 | 0.313 | — | — |" in md  # the power table
     assert "## Definitions" in md and "**adjusted p**: Holm" in md
     tex = (report.out_dir / "table.tex").read_text()
     assert "\\toprule" in tex and "\\bottomrule" in tex
-    assert "0.420 [0.400, 0.440]" in tex and "+0.010 n.s. (MDE 0.170)" in tex and "val acc $\\uparrow$" in tex
+    assert "0.420 [0.400, 0.440]" in tex and "+0.010 n.s. (MDE 0.313)" in tex and "val acc $\\uparrow$" in tex
     assert "holm-adjusted p" in tex and "\\item \\textbf{MDE}" in tex
     html = (report.out_dir / "report.html").read_text()
     assert '<td title="Δ vs algo=grpo, length=16k: CI [+0.060, +0.140]; p=0.072, adjusted 0.14; d=3.54" class="ns">' in html
@@ -315,7 +316,7 @@ def test_cli(sweep, tmp_path, capsys):
     assert rc == 0 and f"wrote {tmp_path / 'out' / 'abl'}/" in out
     md = (tmp_path / "out" / "abl" / "report.md").read_text()
     # best = step 5 = final + 0.05; default Student-t interval: 0.47 ± 12.706 · 0.0283 / √2
-    assert "| ppo | 16k | 2 | 0.470 [0.216, 0.724] | +0.100 n.s. (MDE 0.170) |" in md
+    assert "| ppo | 16k | 2 | 0.470 [0.216, 0.724] | +0.100 n.s. (MDE 0.313) |" in md
     assert "| truncation_max | 0.25 |" in md
     rc = main(["nope", "--tracking-uri", sweep["uri"], "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
