@@ -137,23 +137,27 @@ def analyze(tracking_uri: str, target: str, spec: ReportSpec | None = None, *, s
     return report
 
 
+def suite_scores(suites: dict, runs: list[str]) -> np.ndarray:
+    """[runs, suites] mean accuracy of each run on each suite (suites in name order; NaN = not evaluated)."""
+    names = sorted(suites)
+    cols = []
+    for s in names:
+        su = suites[s]
+        row = {r: i for i, r in enumerate(su.run_ids)}
+        acc = su.metric("acc")
+        cols.append([np.nanmean(acc[row[r]]) if r in row else np.nan for r in runs])
+    return np.array(cols, dtype=float).T.reshape(len(runs), len(names))
+
+
 def suites_summary(suites: dict, run_lists: dict[str, list[str]], base_of: dict, spec: ReportSpec) -> pd.DataFrame:
     """Several suites: per row the IQM of its runs' suite accuracies, and P(row's run beats its baseline's
     run) averaged over suites, each with a stratified bootstrap CI (suites = strata)."""
-    import numpy as np
-
     from rlkit.report import stats
 
     names = sorted(suites)
 
     def scores(runs):
-        cols = []
-        for s in names:
-            su = suites[s]
-            row = {r: i for i, r in enumerate(su.run_ids)}
-            acc = su.metric("acc")
-            cols.append([np.nanmean(acc[row[r]]) if r in row else np.nan for r in runs])
-        return np.array(cols, dtype=float).T.reshape(len(runs), len(names))
+        return suite_scores(suites, runs)
 
     recs = []
     for lab, runs in run_lists.items():
@@ -215,7 +219,8 @@ def build_report(tracking_uri: str, target: str, spec: ReportSpec | None = None,
     out_dir = Path(out_root) / _safe_dirname(sweep.name)
     out_dir.mkdir(parents=True, exist_ok=True)
     report.out_dir = out_dir
-    for old in list(out_dir.glob("curve_*.png")) + list(out_dir.glob("curve_*.svg")):
+    for old in [*out_dir.glob("curve_*.png"), *out_dir.glob("curve_*.svg"), *out_dir.glob("profile_*.png"),
+                *out_dir.glob("profile_*.svg")]:
         old.unlink()
     t = time.perf_counter()
     variants = _variant_order(runs, sweep.factors)
@@ -226,6 +231,10 @@ def build_report(tracking_uri: str, target: str, spec: ReportSpec | None = None,
     report.figures = plots.curves(history, runs, report.curve_keys, variants, out_dir,
                                   resamples=spec.curve_resamples, level=spec.level, seed=spec.seed,
                                   color_by=color_by)
+    if len(report.suites) >= 2:
+        report.figures += plots.profiles({lab: suite_scores(report.suites, rs) for lab, rs in
+                                          report.ablation.run_lists.items() if rs}, out_dir,
+                                         resamples=min(spec.curve_resamples, 500), level=spec.level, seed=spec.seed)
     timings["curves"] = time.perf_counter() - t
 
     t = time.perf_counter()

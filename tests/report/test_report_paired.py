@@ -185,7 +185,8 @@ def test_rendered_sections_and_csv(sweep, tmp_path):
     assert "## Per-problem comparisons (paired)" in md and "## Several suites" in md and "## Provenance" in md
     assert "| math | acc | algo=ppo | 2 | 0.833 | +0.333*** |" in md
     assert "trainer.lr: algo=grpo=1e-6, algo=ppo=2e-6" in md
-    assert {"paired.csv", "suites.csv", "power.csv"} <= {p.name for p in r.out_dir.iterdir()}
+    assert {"paired.csv", "suites.csv", "power.csv", "profile_suites.png"} <= {p.name for p in r.out_dir.iterdir()}
+    assert "![performance profile](profile_suites.png)" in md
     tex = (r.out_dir / "table.tex").read_text()
     assert "paired" in tex and "\\toprule" in tex
 
