@@ -29,3 +29,32 @@ def test_calibration_small(tmp_path):
     # planted Δ = the reported MDE (80% power): 45 comparisons, SD 0.06
     assert 0.55 <= res["detect_paired"] <= 0.98
     assert 0.0 < res["mde_paired"] < 0.3
+
+
+def test_negative_and_positive_controls(store):
+    """Synthetic controls (the tiny world's control study needs per-problem results from training runs,
+    issue 13): arms from one distribution come out n.s. in every table; a planted +0.15 accuracy is
+    significant in every table."""
+    import numpy as np
+
+    from rlkit.report import fake
+    from rlkit.report.build import analyze
+    from rlkit.report.spec import ReportSpec
+
+    uri, client, d = store
+    world = fake.World(problems=200, k=4)
+    rng = np.random.default_rng(7)
+    spec = ReportSpec.from_dict({"baseline": {"algo": "a0"}, "curves": [], "paired_resamples": 500})
+    fake.world_sweep(client, "negative", world, rng, arms=4, seeds=3, artifact_location=str(d / "neg"))
+    shift = world.shift_for(0.15)
+    fake.world_sweep(client, "positive", world, rng, arms=3, seeds=3, shifts=[0.0, shift, shift],
+                     artifact_location=str(d / "pos"))
+    neg = analyze(uri, "negative", spec)
+    pos = analyze(uri, "positive", spec)
+    for r, want in ((neg, False), (pos, True)):
+        cells = r.ablation.cells[~r.ablation.cells["is_baseline"]]
+        assert cells["significant"].tolist() == [want] * len(cells)
+        pr = r.paired[r.paired["p"].notna()]
+        assert len(pr) == 2 * (len(r.ablation.rows) - 1)  # acc and pass@4 per variant
+        assert pr.loc[pr["metric"] == "acc", "significant"].tolist() == [want] * (len(r.ablation.rows) - 1)
+    assert not neg.paired["significant"].fillna(False).any()
