@@ -83,16 +83,17 @@ def fwer(padj: list[float], sweeps: list[str]) -> float:
 
 
 def calibrate(*, null: int = 200, planted: int = 100, arms: int = 4, seeds: int = 3, problems: int = 200,
-              k: int = 4, seed: int = 0, root: str | None = None, verbose: bool = True) -> dict[str, float]:
+              k: int = 4, seed: int = 0, root: str | None = None, verbose: bool = True,
+              reuse: bool = False) -> dict[str, float]:
     from mlflow import MlflowClient
 
     from rlkit.report import fake
     from rlkit.report.spec import ReportSpec
 
     root = Path(root or tempfile.mkdtemp(prefix="rlkit_calib_"))
-    if root.exists():
+    if root.exists() and not reuse:
         shutil.rmtree(root)
-    root.mkdir(parents=True)
+    root.mkdir(parents=True, exist_ok=True)
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(uri)
     client.search_experiments()
@@ -102,9 +103,14 @@ def calibrate(*, null: int = 200, planted: int = 100, arms: int = 4, seeds: int 
                                  "paired_resamples": 1000, "alpha": ALPHA})
     say = print if verbose else (lambda *a, **kw: None)
 
+    def sweep(name: str, shifts=None) -> str:  # logged unless a reused store already has it
+        if reuse and client.get_experiment_by_name(name) is not None:
+            return name
+        return fake.world_sweep(client, name, world, rng, arms=arms, seeds=seeds, shifts=shifts,
+                                artifact_location=str(root / "art"))
+
     t = time.perf_counter()
-    names = [fake.world_sweep(client, f"null{i:04d}", world, rng, arms=arms, seeds=seeds,
-                              artifact_location=str(root / "art")) for i in range(null)]
+    names = [sweep(f"null{i:04d}") for i in range(null)]
     say(f"logged {null} no-effect sweeps ({null * arms * seeds} runs) in {time.perf_counter() - t:.0f} s")
     t = time.perf_counter()
     m = measure(uri, names, spec, rng)
@@ -122,9 +128,7 @@ def calibrate(*, null: int = 200, planted: int = 100, arms: int = 4, seeds: int 
     delta = res["mde_paired"]
     shift = world.shift_for(delta)
     t = time.perf_counter()
-    pnames = [fake.world_sweep(client, f"planted{i:04d}", world, rng, arms=arms, seeds=seeds,
-                               shifts=[0.0] + [shift] * (arms - 1), artifact_location=str(root / "art"))
-              for i in range(planted)]
+    pnames = [sweep(f"planted{delta:.4f}_{i:04d}", [0.0] + [shift] * (arms - 1)) for i in range(planted)]
     mp = measure(uri, pnames, spec, rng)
     say(f"logged and analysed {planted} planted-effect sweeps in {time.perf_counter() - t:.0f} s")
     res.update({"planted_sweeps": planted, "planted_comparisons": len(mp["pair_p"]), "planted_delta": delta,
@@ -146,10 +150,11 @@ def main() -> int:
     p.add_argument("--k", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--db", default=None, help="store directory [a temp dir, removed first if it exists]")
+    p.add_argument("--reuse", action="store_true", help="keep the --db store and re-analyse the sweeps it has")
     a = p.parse_args()
     t = time.perf_counter()
     res = calibrate(null=a.null, planted=a.planted, arms=a.arms, seeds=a.seeds, problems=a.problems, k=a.k,
-                    seed=a.seed, root=a.db)
+                    seed=a.seed, root=a.db, reuse=a.reuse)
     print(f"\n{a.arms} arms x {a.seeds} seeds x {a.problems} problems x {a.k} samples; alpha = {ALPHA}")
     for key, v in res.items():
         print(f"  {key:24s} {v:.4f}" if isinstance(v, float) else f"  {key:24s} {v}")

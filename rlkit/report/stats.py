@@ -1,4 +1,7 @@
-"""Stratified bootstrap confidence intervals over seeds: pure functions, exact procedure stated.
+"""The report's statistics as small pure functions: intervals over seeds (Student-t by default, the
+percentile bootstrap on request), Welch's test, Holm/BH adjustment, effect size, power/MDE/seeds needed,
+and rliable's several-suite estimators (IQM, probability of improvement, profiles, stratified bootstrap).
+Definitions: rlkit/report/README.md. The percentile bootstrap, exactly:
 
 The strata are the variants: seeds are resampled within one variant, never across. Every interval is a
 percentile bootstrap drawn from a fresh `numpy.random.default_rng(seed)` (so a cell's interval does not

@@ -1,9 +1,10 @@
 """The ablation table and the factorial view, as numbers (DataFrames) and as markdown / HTML / LaTeX.
 
 Ablation table: one row per combination of the row factors; per metric the mean over the row's finished
-runs (seeds) with its 95% bootstrap CI (`stats.mean_ci`), Δ to the row's baseline with "n.s." when the
-difference's CI (`stats.diff_ci`) covers 0, and the best mean of each column in bold (direction from
-`ReportSpec.direction`; no bold where a metric has no direction or every row ties). A row's runs are ordered by seed
+runs (seeds) with its CI (Student-t, or the percentile bootstrap), Δ to the row's baseline with Welch's
+p-value, Holm/BH-adjusted over the column (or table); marks */**/*** or "n.s. (MDE x)" from the adjusted
+p; bold = the best mean of a column only where it is significantly better than its baseline (direction
+from `ReportSpec.direction`); Cohen's d and the MDE per comparison; a power summary per metric. A row's runs are ordered by seed
 (natural order) then run id before resampling. Runs that are not finished (running, failed, killed) or were
 superseded by a newer finished run of the same variant and seed are never in a mean: the n column says
 how many were left out and why.
