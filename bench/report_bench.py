@@ -97,13 +97,16 @@ def main() -> int:
     p.add_argument("--problems", type=int, default=500, help="problems per eval artifact (0: none)")
     p.add_argument("--k", type=int, default=4, help="samples per problem")
     p.add_argument("--fresh", action="store_true", help="rebuild the store even if it exists")
+    p.add_argument("--report-only", action="store_true", help="time the report on the store as it is (no logging)")
     p.add_argument("--out", default=None, help="report output root [a temp dir]")
     args = p.parse_args()
 
     db = Path(args.db)
     uri = f"sqlite:///{db}"
     marker = db.with_suffix(f".{args.runs}x{args.steps}x{args.problems}x{args.k}.done")
-    if args.fresh or not marker.exists():
+    if args.report_only:
+        print(f"report only: {uri} as it is")
+    elif args.fresh or not marker.exists():
         if db.parent.exists():
             shutil.rmtree(db.parent)
         db.parent.mkdir(parents=True)
