@@ -342,3 +342,18 @@ def test_defaults_file_matches_code():
 
     assert DEFAULTS_FILE.is_file()
     assert ReportSpec.from_dict(load_defaults()) == ReportSpec()
+
+
+def test_correction_and_family_from_the_report_block(sweep, tmp_path):
+    from rlkit.report import stats
+
+    base = {"baseline": {"algo": "grpo"}, "curves": [], "per_problem": False}
+    col = build_report(sweep["uri"], "abl", ReportSpec.from_dict(base), tmp_path, log_artifacts=False).ablation.cells
+    tab = build_report(sweep["uri"], "abl", ReportSpec.from_dict({**base, "correction": "bh", "family": "table"}),
+                       tmp_path, log_artifacts=False).ablation.cells
+    p = tab["p"].to_numpy()
+    assert np.allclose(tab["p_adj"].to_numpy(), stats.bh(p), equal_nan=True)  # one family: the whole table
+    acc = col[col["metric"] == "val/acc"]
+    assert np.allclose(acc["p_adj"].to_numpy(), stats.holm(acc["p"].to_numpy()), equal_nan=True)  # per column
+    with pytest.raises(ValueError, match="correction must be one of"):
+        ReportSpec.from_dict({"correction": "bonferroni"})
