@@ -1,6 +1,8 @@
-"""Benchmark: the report of a 1,000-run sweep (200 steps x 20 metrics each) in a SQLite MLflow store.
+"""Benchmark: the report of a 1,000-run sweep (200 steps x 20 metrics each, and a per-problem eval
+artifact of 500 problems x 4 samples per run) in a SQLite MLflow store.
 
-    python bench/report_bench.py [--runs 1000] [--steps 200] [--db /tmp/rlkit_report_bench/mlflow.db] [--fresh]
+    python bench/report_bench.py [--runs 1000] [--steps 200] [--problems 500] [--k 4]
+                                 [--db /tmp/rlkit_report_bench/mlflow.db] [--fresh]
 
 Prints the logging time (MlflowClient.log_batch, 1000 metrics per call) and the report time separately,
 the report's own phase timings, and the cost of the per-(run, metric) `get_metric_history` path the
@@ -53,7 +55,7 @@ def synthetic_series(rng: np.random.Generator, steps: int, skill: float) -> dict
     }
 
 
-def log_sweep(uri: str, artifact_root: str, runs: int, steps: int) -> float:
+def log_sweep(uri: str, artifact_root: str, runs: int, steps: int, problems: int = 500, k: int = 4) -> float:
     from mlflow import MlflowClient
 
     from rlkit.report import fake
@@ -64,6 +66,9 @@ def log_sweep(uri: str, artifact_root: str, runs: int, steps: int) -> float:
     grid = list(product(ALGOS, LENGTHS, REWARDS, ENTROPY))
     seeds = max(runs // len(grid), 1)
     rng = np.random.default_rng(0)
+    world = fake.World(problems=max(problems, 1), k=k)
+    difficulty = world.difficulties(rng)
+    ids = [f"p{i:04d}" for i in range(problems)]
     t0 = time.perf_counter()
     n = 0
     for (algo, length, reward, ent), seed in product(grid, range(seeds)):
@@ -71,10 +76,12 @@ def log_sweep(uri: str, artifact_root: str, runs: int, steps: int) -> float:
             break
         skill = 0.3 + 0.1 * ALGOS.index(algo) / 4 + (0.05 if length == "24k" else 0)
         series = synthetic_series(rng, steps, skill)
-        fake.child_run(client, exp, parent_id=parent, sweep=SWEEP, sweep_id="bench0001",
-                       tags={"algo": algo, "length": length, "reward": reward, "model": "qwen0.5b", "data": "kk",
-                             "launcher": "local", "override.algo.entropy_coef": ent},
-                       seed=seed, series=series, summary={"summary/wall_time_s": 3600 + 100 * seed})
+        rid = fake.child_run(client, exp, parent_id=parent, sweep=SWEEP, sweep_id="bench0001",
+                             tags={"algo": algo, "length": length, "reward": reward, "model": "qwen0.5b",
+                                   "data": "kk", "launcher": "local", "override.algo.entropy_coef": ent},
+                             seed=seed, series=series, summary={"summary/wall_time_s": 3600 + 100 * seed})
+        if problems:
+            fake.eval_artifact(client, rid, "test", steps - 1, ids, world.run(rng, difficulty, 2 * (skill - 0.35)))
         n += 1
         if n % 100 == 0:
             print(f"  logged {n}/{runs} runs ({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -87,14 +94,19 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=1000)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--db", default=str(Path(tempfile.gettempdir()) / "rlkit_report_bench" / "mlflow.db"))
+    p.add_argument("--problems", type=int, default=500, help="problems per eval artifact (0: none)")
+    p.add_argument("--k", type=int, default=4, help="samples per problem")
     p.add_argument("--fresh", action="store_true", help="rebuild the store even if it exists")
+    p.add_argument("--report-only", action="store_true", help="time the report on the store as it is (no logging)")
     p.add_argument("--out", default=None, help="report output root [a temp dir]")
     args = p.parse_args()
 
     db = Path(args.db)
     uri = f"sqlite:///{db}"
-    marker = db.with_suffix(f".{args.runs}x{args.steps}.done")
-    if args.fresh or not marker.exists():
+    marker = db.with_suffix(f".{args.runs}x{args.steps}x{args.problems}x{args.k}.done")
+    if args.report_only:
+        print(f"report only: {uri} as it is")
+    elif args.fresh or not marker.exists():
         if db.parent.exists():
             shutil.rmtree(db.parent)
         db.parent.mkdir(parents=True)
@@ -103,7 +115,7 @@ def main() -> int:
 
         MlflowClient(uri).search_experiments()  # creates the schema
         print(f"store created in {time.perf_counter() - t:.1f} s: {uri}")
-        secs = log_sweep(uri, str(db.parent / "artifacts"), args.runs, args.steps)
+        secs = log_sweep(uri, str(db.parent / "artifacts"), args.runs, args.steps, args.problems, args.k)
         n_metrics = args.runs * args.steps * len(METRICS)
         print(f"LOGGING: {args.runs} runs x {args.steps} steps x {len(METRICS)} metrics = {n_metrics:,} values "
               f"in {secs:.1f} s ({n_metrics / secs:,.0f} values/s, log_batch of 1000)")
@@ -121,7 +133,8 @@ def main() -> int:
     secs, cpu = time.perf_counter() - t, time.process_time() - cpu
     print(f"REPORT: {secs:.1f} s wall ({cpu:.1f} s CPU of this process; load average {load:.1f} on "
           f"{os.cpu_count()} cores at start) for {len(report.sweep.runs)} runs, {len(report.ablation.rows)} rows, "
-          f"{len(report.figures)} figures -> {report.out_dir}")
+          f"{len(report.figures)} figures, {len(report.paired)} paired rows over "
+          f"{sum(len(su.problems) for su in report.suites.values())} problems -> {report.out_dir}")
     print("  phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in report.timings.items()))
 
     # the per-(run, metric) API path the report avoids, measured on a sample

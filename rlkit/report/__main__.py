@@ -29,6 +29,20 @@ same keys), which beats the built-in defaults. The sweep file defaults to
       curve_resamples: 1000         # bootstrap resamples (curve bands) [1000]
       seed: 0                       # bootstrap seed [0]
       level: 0.95                   # CI level [0.95]
+      interval: t                   # t | bootstrap: run-level intervals [t: Student-t; Welch for Δ]
+      correction: holm              # holm | bh | none: adjusted p-values drive n.s., marks, bold [holm]
+      family: column                # column | table: comparisons adjusted together [column]
+      alpha: 0.05                   # test level [0.05]
+      power: 0.8                    # for the MDE and seeds needed [0.8]
+      target_delta: 0.02            # Δ to plan for → "seeds needed" [none]
+      paired_resamples: 2000        # hierarchical bootstrap resamples (per-problem comparisons) [2000]
+      per_problem: true             # read eval/<suite>/step_N.parquet artifacts [true]
+      thresholds: {val/acc: 0.8}    # efficiency: AUC, steps/wall s/tokens to reach [none]
+
+Planning: `python -m rlkit.report plan <sweep> --target-delta 0.02 [--metrics K ...] [--power 0.8] [--alpha 0.05]`
+estimates, from an earlier (pilot) sweep, each metric's seed-to-seed SD and the seeds per arm a new sweep
+needs to detect the target Δ (and, from per-problem results, the same for paired comparisons), before a
+cluster sweep is submitted.
 
 Full semantics in rlkit/report/README.md.
 """
@@ -63,7 +77,61 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def plan(argv: list[str]) -> int:
+    """Seeds per arm for a target Δ, estimated from an earlier sweep (module docstring)."""
+    import numpy as np
+
+    from rlkit.report import stats
+    from rlkit.report.build import analyze
+    from rlkit.report.collect import SweepNotFound
+
+    p = argparse.ArgumentParser(prog="python -m rlkit.report plan", description=plan.__doc__)
+    p.add_argument("sweep")
+    p.add_argument("--target-delta", type=float, required=True, help="the Δ the new sweep must detect")
+    p.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db")
+    p.add_argument("--metrics", nargs="+")
+    p.add_argument("--step")
+    p.add_argument("--power", type=float)
+    p.add_argument("--alpha", type=float)
+    p.add_argument("--sweep-id")
+    p.add_argument("--sweep-file")
+    p.add_argument("--defaults")
+    a = p.parse_args(argv)
+    sweep_file = a.sweep_file or (f"sweeps/{a.sweep}.yaml" if Path(f"sweeps/{a.sweep}.yaml").is_file() else None)
+    try:
+        spec = ReportSpec.from_dict(load_defaults(a.defaults)).merged(load_sweep_file(sweep_file) if sweep_file else {})
+        spec = spec.merged({"metrics": a.metrics, "step": a.step, "power": a.power, "alpha": a.alpha,
+                            "target_delta": a.target_delta, "curves": [], "paired_resamples": 0})
+        r = analyze(a.tracking_uri, a.sweep, spec, sweep_id=a.sweep_id)
+    except (SweepNotFound, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"plan from sweep {r.sweep.name} ({len(r.sweep.runs)} runs): target Δ = {a.target_delta:g}, "
+          f"power {spec.power:g}, two-sided α = {spec.alpha:g} (unadjusted; with m comparisons under Holm "
+          f"use α/m for a conservative plan)")
+    print(f"{'metric':40s} {'seed SD':>10s} {'(df)':>5s} {'seeds run':>9s} {'MDE now':>9s} {'seeds per arm':>13s}")
+    for row in r.ablation.power.to_dict("records"):
+        need = row["seeds_needed"]
+        print(f"{row['metric']:40s} {row['sd']:10.4g} {row['sd_df']:5d} {row['seeds']:9d} {row['mde']:9.4g} "
+              f"{'>1000' if need is None else need:>13}")
+    for name, su in r.suites.items():
+        acc = su.metric("acc")
+        row_of = {rid: i for i, rid in enumerate(su.run_ids)}
+        arms = [acc[[row_of[x] for x in rs if x in row_of]] for rs in r.ablation.run_lists.values()]
+        sd, df = stats.pooled_sd([np.nanmean(X, axis=1) for X in arms if len(X)])
+        pr = r.paired[(r.paired["suite"] == name) & (r.paired["metric"] == "acc")]
+        tau = float(np.nanmedian(pr["tau2"])) if pr["tau2"].notna().any() else 0.0
+        P = len(su.problems)
+        need = stats.seeds_needed(a.target_delta, sd, alpha=spec.alpha, target_power=spec.power, extra_var=tau / P)
+        print(f"{'paired ' + name + ' acc (per problem)':40s} {sd:10.4g} {df:5d} {'':9s} {'':9s} "
+              f"{'>1000' if need is None else need:>13}  (τ² median {tau:.3g} over {P} problems)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["plan"]:
+        return plan(argv[1:])
     args = parse_args(argv)
     from rlkit.report.build import build_report
     from rlkit.report.collect import SweepNotFound, sqlite_path

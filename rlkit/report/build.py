@@ -12,26 +12,35 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 
-from rlkit.report import collect, diagnose, plots, tables
+from rlkit.report import collect, diagnose, efficiency, paired, plots, tables
 from rlkit.report.spec import ReportSpec, default_curves, default_metrics
 
-OWNED = ("report.md", "report.html", "table.tex", "table.csv")
+OWNED = ("report.md", "report.html", "table.tex", "table.csv", "power.csv")
 
 
 @dataclass
 class Report:
     sweep: collect.Sweep
     spec: ReportSpec
-    out_dir: Path
     ablation: tables.Ablation
     factorials: list[tables.Factorial]
-    flags: pd.DataFrame
-    flag_summary: pd.DataFrame
-    figures: list[plots.Figure]
     values: pd.DataFrame
+    runs: pd.DataFrame = field(default_factory=pd.DataFrame)  # sweep.runs + in_means
+    history: pd.DataFrame = field(default_factory=pd.DataFrame)
+    paired: pd.DataFrame = field(default_factory=pd.DataFrame)  # paired.table: per-problem comparisons
+    suites: dict = field(default_factory=dict)  # suite name → paired.Suite
+    suite_summary: pd.DataFrame = field(default_factory=pd.DataFrame)  # several suites: IQM, P(improvement)
+    efficiency: pd.DataFrame = field(default_factory=pd.DataFrame)
+    provenance: dict = field(default_factory=dict)
+    curve_keys: list[str] = field(default_factory=list)
+    out_dir: Path | None = None
+    flags: pd.DataFrame = field(default_factory=pd.DataFrame)
+    flag_summary: pd.DataFrame = field(default_factory=pd.DataFrame)
+    figures: list[plots.Figure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     artifact_run_id: str | None = None
@@ -46,12 +55,14 @@ def _safe_dirname(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in name) or "sweep"
 
 
-def build_report(tracking_uri: str, target: str, spec: ReportSpec | None = None, out_root: str | Path = "reports",
-                 *, sweep_id: str | None = None, log_artifacts: bool = True, bulk: bool | None = None) -> Report:
+def analyze(tracking_uri: str, target: str, spec: ReportSpec | None = None, *, sweep_id: str | None = None,
+            bulk: bool | None = None, client: MlflowClient | None = None) -> Report:
+    """Every number of the report (tables, paired per-problem comparisons, power, suites, efficiency,
+    provenance), no files: what `build_report` renders and what bench/calibration.py measures."""
     spec = spec or ReportSpec()
     t0 = time.perf_counter()
     timings = {}
-    client = MlflowClient(tracking_uri)
+    client = client or MlflowClient(tracking_uri)
     sweep = collect.find_sweep(client, target, sweep_id=sweep_id)
     if sweep.runs.empty:
         raise collect.SweepNotFound(f"sweep {target!r} (sweep_id={sweep.sweep_id}) has no child runs")
@@ -78,7 +89,9 @@ def build_report(tracking_uri: str, target: str, spec: ReportSpec | None = None,
     directions = {k: spec.direction(k) for k in set(metrics + fac_metrics + curve_keys)}
 
     t = time.perf_counter()
-    keys = sorted((set(metrics) | set(curve_keys) | set(fac_metrics) | set(diagnose.METRICS)) & set(available))
+    eff_keys = set(spec.thresholds) | ({efficiency.STEP_TIME, efficiency.LENGTH} if spec.thresholds else set())
+    keys = sorted((set(metrics) | set(curve_keys) | set(fac_metrics) | set(diagnose.METRICS) | eff_keys)
+                  & set(available))
     history = collect.load_history(tracking_uri, runs["run_id"].tolist(), keys, bulk=bulk)
     timings["read history"] = time.perf_counter() - t
 
@@ -86,7 +99,9 @@ def build_report(tracking_uri: str, target: str, spec: ReportSpec | None = None,
     values = collect.values_at(history, sorted(set(metrics) | set(fac_metrics)), spec.step, directions)
     constant = {c: runs[c].iloc[0] for c in tag_cols if c not in sweep.factors}
     abl = tables.ablation(runs, values, metrics, row_factors, spec.baseline, directions, constant_tags=constant,
-                          resamples=spec.resamples, level=spec.level, seed=spec.seed)
+                          resamples=spec.resamples, level=spec.level, seed=spec.seed, interval=spec.interval,
+                          correction=spec.correction, family=spec.family, alpha=spec.alpha, power=spec.power,
+                          target_of=spec.target_for)
     factorials = []
     if fac_rows and col_factors:
         factorials = [tables.factorial(runs, values, m, fac_rows, col_factors, sweep.factors)
@@ -95,9 +110,117 @@ def build_report(tracking_uri: str, target: str, spec: ReportSpec | None = None,
         notes.append("factorial view: more than two factors vary; choose them with report.rows/columns")
     timings["tables"] = time.perf_counter() - t
 
+    report = Report(sweep=sweep, spec=spec, ablation=abl, factorials=factorials, values=values, runs=runs,
+                    history=history, curve_keys=curve_keys, notes=notes, timings=timings, history_keys=keys)
+    if spec.per_problem:
+        t = time.perf_counter()
+        report.suites = paired.read_suites(client, runs[runs["in_means"]], spec.step)
+        timings["read per-problem"] = time.perf_counter() - t
+        t = time.perf_counter()
+        report.paired = paired.table(report.suites, abl.run_lists, abl.base_of, resamples=spec.paired_resamples,
+                                     level=spec.level, seed=spec.seed, alpha=spec.alpha, power=spec.power,
+                                     correction=spec.correction, family=spec.family)
+        if len(report.suites) >= 2:
+            report.suite_summary = suites_summary(report.suites, abl.run_lists, abl.base_of, spec)
+        timings["paired"] = time.perf_counter() - t
+    if spec.thresholds:
+        rollouts = {}
+        for r, p in sweep.params.items():
+            try:
+                rollouts[r] = float(p["trainer.prompts_per_step"]) * float(p["trainer.group_size"])
+            except (KeyError, ValueError):
+                pass
+        report.efficiency = efficiency.table(history, abl.run_lists, spec.thresholds,
+                                             {k: spec.direction(k) for k in spec.thresholds}, rollouts)
+    report.provenance = provenance(sweep, runs, abl.run_lists)
+    timings["total"] = time.perf_counter() - t0
+    return report
+
+
+def suite_scores(suites: dict, runs: list[str]) -> np.ndarray:
+    """[runs, suites] mean accuracy of each run on each suite (suites in name order; NaN = not evaluated)."""
+    names = sorted(suites)
+    cols = []
+    for s in names:
+        su = suites[s]
+        row = {r: i for i, r in enumerate(su.run_ids)}
+        acc = su.metric("acc")
+        cols.append([np.nanmean(acc[row[r]]) if r in row else np.nan for r in runs])
+    return np.array(cols, dtype=float).T.reshape(len(runs), len(names))
+
+
+def suites_summary(suites: dict, run_lists: dict[str, list[str]], base_of: dict, spec: ReportSpec) -> pd.DataFrame:
+    """Several suites: per row the IQM of its runs' suite accuracies, and P(row's run beats its baseline's
+    run) averaged over suites, each with a stratified bootstrap CI (suites = strata)."""
+    from rlkit.report import stats
+
+    names = sorted(suites)
+
+    def scores(runs):
+        return suite_scores(suites, runs)
+
+    recs = []
+    for lab, runs in run_lists.items():
+        if not runs:
+            continue
+        S = scores(runs)
+        m, lo, hi = stats.stratified_ci(stats.iqm, [S], resamples=spec.paired_resamples, level=spec.level,
+                                        seed=spec.seed)
+        rec = {"label": lab, "n": len(runs), "suites": len(names), "iqm": m, "iqm_lo": lo, "iqm_hi": hi}
+        b = base_of.get(lab)
+        if b is not None and b != lab and run_lists.get(b):
+            p, plo, phi = stats.stratified_ci(stats.prob_improvement, [S, scores(run_lists[b])],
+                                              resamples=spec.paired_resamples, level=spec.level, seed=spec.seed)
+            rec.update(baseline=b, poi=p, poi_lo=plo, poi_hi=phi)
+        recs.append(rec)
+    return pd.DataFrame(recs)
+
+
+VERSION_TAGS = ("rlkit.versions", "versions", "python", "torch", "transformers")
+MACHINE_TAGS = ("host", "machine", "gpu", "rlkit.machine", "slurm_job_id")
+
+
+def provenance(sweep: collect.Sweep, runs: pd.DataFrame, run_lists: dict[str, list[str]]) -> dict:
+    """Per row: git sha(s) + dirty flag, seeds and version/machine tags where runs logged them; the config
+    params (the logged resolved config) whose values differ between rows; the report's own environment."""
+    import platform
+    import sys
+
+    import mlflow
+    import numpy
+
+    by = runs.set_index("run_id")
+    arms = []
+    for lab, rs in run_lists.items():
+        sub = by.loc[[r for r in rs if r in by.index]]
+        tags = {f"{k}={v}" for r in rs for k, v in sweep.tags.get(r, {}).items()
+                if k in VERSION_TAGS + MACHINE_TAGS or k.startswith(("versions.", "rlkit.version"))}
+        arms.append({"label": lab, "git_sha": sorted({str(x)[:12] for x in sub["git_sha"] if x}),
+                     "git_dirty": sorted({str(x) for x in sub["git_dirty"] if x}),
+                     "seeds": [str(x) for x in sub["seed"]], "tags": sorted(tags)})
+    keys = sorted({k for r in by.index for k in sweep.params.get(r, {})})
+    per_arm = {lab: {k: sorted({sweep.params.get(r, {}).get(k, "(unset)") for r in rs}) for k in keys}
+               for lab, rs in run_lists.items() if rs}
+    differ = [k for k in keys if len({tuple(v[k]) for v in per_arm.values()}) > 1
+              and not k.startswith(("seed", "tracking.", "paths.", "sweep.", "hydra."))]
+    report_env = {"python": sys.version.split()[0], "numpy": numpy.__version__, "pandas": pd.__version__,
+                  "mlflow": mlflow.__version__, "machine": f"{platform.node()} ({platform.machine()})"}
+    return {"arms": arms, "config_diff": {k: {lab: v[k] for lab, v in per_arm.items()} for k in differ},
+            "report_env": report_env}
+
+
+def build_report(tracking_uri: str, target: str, spec: ReportSpec | None = None, out_root: str | Path = "reports",
+                 *, sweep_id: str | None = None, log_artifacts: bool = True, bulk: bool | None = None) -> Report:
+    spec = spec or ReportSpec()
+    t0 = time.perf_counter()
+    client = MlflowClient(tracking_uri)
+    report = analyze(tracking_uri, target, spec, sweep_id=sweep_id, bulk=bulk, client=client)
+    timings, runs, sweep, history = report.timings, report.runs, report.sweep, report.history
     out_dir = Path(out_root) / _safe_dirname(sweep.name)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for old in list(out_dir.glob("curve_*.png")) + list(out_dir.glob("curve_*.svg")):
+    report.out_dir = out_dir
+    for old in [*out_dir.glob("curve_*.png"), *out_dir.glob("curve_*.svg"), *out_dir.glob("profile_*.png"),
+                *out_dir.glob("profile_*.svg")]:
         old.unlink()
     t = time.perf_counter()
     variants = _variant_order(runs, sweep.factors)
@@ -105,19 +228,21 @@ def build_report(tracking_uri: str, target: str, spec: ReportSpec | None = None,
     if sweep.factors:
         first = sweep.factors[0]
         color_by = dict(zip(runs["variant"], collect.factor_label(first) + "=" + runs[first].astype(str), strict=True))
-    figures = plots.curves(history, runs, curve_keys, variants, out_dir, resamples=spec.curve_resamples,
-                           level=spec.level, seed=spec.seed, color_by=color_by)
+    report.figures = plots.curves(history, runs, report.curve_keys, variants, out_dir,
+                                  resamples=spec.curve_resamples, level=spec.level, seed=spec.seed,
+                                  color_by=color_by)
+    if len(report.suites) >= 2:
+        report.figures += plots.profiles({lab: suite_scores(report.suites, rs) for lab, rs in
+                                          report.ablation.run_lists.items() if rs}, out_dir,
+                                         resamples=min(spec.curve_resamples, 500), level=spec.level, seed=spec.seed)
     timings["curves"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    flags = diagnose.diagnose(history, runs["run_id"].tolist(), spec.diagnose)
-    summary = diagnose.summarize(flags, runs)
+    report.flags = diagnose.diagnose(history, runs["run_id"].tolist(), spec.diagnose)
+    report.flag_summary = diagnose.summarize(report.flags, runs)
     timings["diagnose"] = time.perf_counter() - t
 
     last_step = history.groupby("run_id", observed=True)["step"].max()
-    report = Report(sweep=sweep, spec=spec, out_dir=out_dir, ablation=abl, factorials=factorials, flags=flags,
-                    flag_summary=summary, figures=figures, values=values, notes=notes, timings=timings,
-                    history_keys=keys)
     t = time.perf_counter()
     write_files(report, runs, variants, last_step)
     timings["write"] = time.perf_counter() - t
@@ -153,17 +278,114 @@ def _factor_line(runs: pd.DataFrame, factors: list[str]) -> str:
 
 def _legend(r: Report) -> str:
     s = r.spec
-    step = {"last": "the last logged value", "best": "the best value over steps"}.get(
-        s.step, f"the value at step {s.step} (or the last one before it)") if isinstance(s.step, str) \
-        else f"the value at step {s.step} (or the last one before it)"
+    step = {"last": "the last logged value", "best": "the best value over steps (optimistic: selected on the "
+            "reported data)"}.get(s.step, f"the value at step {s.step} (or the last one before it)") \
+        if isinstance(s.step, str) else f"the value at step {s.step} (or the last one before it)"
     base = ", ".join(f"{k}={v}" for k, v in s.baseline.items()) or "the first row"
     matched = " (factors not named: matched to the row's own)" if s.baseline else ""
-    return (f"Each cell: mean [{int(s.level * 100)}% CI] over the row's n finished seeds, read per run as {step}; "
-            f"CI = stratified percentile bootstrap ({s.resamples} resamples, seed {s.seed}); one seed shows no CI; "
-            f"(n=k) where a metric has fewer values than the row. Δ = difference to the baseline ({base}{matched}); "
-            f"n.s. = the CI of the difference (both sides resampled) covers 0. Bold = best per column "
-            f"(↑ higher / ↓ lower is better; no bold without a direction). Running, failed or superseded runs "
-            f"are counted in n's parenthesis and never averaged.")
+    ci = ("Student-t interval (mean ± t·s/√n)" if s.interval == "t" else
+          f"percentile bootstrap ({s.resamples} resamples, seed {s.seed}; [min, max] at 2-3 seeds)")
+    corr = {"holm": "Holm", "bh": "Benjamini–Hochberg", "none": "no"}[s.correction]
+    fam = "each metric column" if s.family == "column" else "all comparisons of the table"
+    return (f"Checkpoint: {step}. Each cell: mean [{int(s.level * 100)}% CI] over the row's n finished seeds; "
+            f"CI = {ci}; one seed shows no CI; (n=k) where a metric has fewer values than the row. "
+            f"Δ = difference to the baseline ({base}{matched}); p = Welch t-test; {corr} correction over {fam}; "
+            f"* / ** / *** = adjusted p < {s.alpha:g} / {s.alpha / 5:g} / {s.alpha / 50:g}; "
+            f"n.s. = adjusted p ≥ {s.alpha:g}, with the minimum detectable effect (MDE: the Δ this many seeds "
+            f"detect with {int(s.power * 100)}% power at α={s.alpha:g}). Bold = best per column (↑ higher / "
+            f"↓ lower is better) only where the table can tell: significantly better than its baseline. "
+            f"Running, failed or superseded runs are counted in n's parenthesis and never averaged.")
+
+
+FOOTNOTES = [
+    ("mean [CI]", "mean over the row's finished runs; t: mean ± t_{n-1,1-a/2}·s/√n (s with ddof 1); bootstrap: "
+     "percentile of resampled means (see rlkit/report/README.md)"),
+    ("Δ, p (run level)", "mean − baseline mean; Welch's t-test (unequal variances, Welch–Satterthwaite df), "
+     "two-sided; its CI is Δ ± t_df·SE"),
+    ("adjusted p", "Holm: sorted p_(i) × (m − i + 1), running max, capped at 1 (family-wise error ≤ α); "
+     "BH: p_(i) × m / i, running min from the top (false discovery rate ≤ α); m = comparisons in the family"),
+    ("d", "Cohen's d: Δ / pooled SD of the two rows' runs (ddof 1)"),
+    ("MDE", "the true Δ the two-sided t-test at α (unadjusted) detects with the stated power, from the "
+     "noncentral t with df = n + n_base − 2 and SE = pooled seed SD of the metric (over all rows) × √(1/n + 1/n_base)"),
+    ("seeds needed", "smallest equal seeds per arm at which that power is reached for the target Δ"),
+    ("paired Δ (per problem)", "mean over the problems both arms have of (arm's mean − baseline's mean); CI = "
+     "hierarchical bootstrap (runs resampled within each arm, one problem resample shared by both arms); "
+     "p = t-test with seed variance (Welch on run means) + problem variance τ²/P (τ² = per-problem "
+     "difference variance beyond run noise), Satterthwaite df"),
+    ("acc / pass@k", "per run and problem: mean of correct over its k samples (avg@k); pass@k = "
+     "1 − C(n−c, k)/C(n, k)"),
+    ("IQM", "interquartile mean of the runs' suite scores (25% trimmed from each end); CI: stratified "
+     "bootstrap, runs resampled within each suite"),
+    ("P(improvement)", "probability that a run of the row beats a run of its baseline on a suite (ties ½), "
+     "averaged over suites; stratified bootstrap CI"),
+    ("AUC / to threshold", "time-average of the logged curve (trapezoid / step span); first step reaching the "
+     "threshold, Σ timing_s/step and Σ response tokens up to it, over the runs that reached it"),
+]
+
+
+def _paired_grid(r: Report) -> tables.Grid:
+    rows = []
+    for c in r.paired.to_dict("records"):
+        d = 3
+        if c["baseline"] is None or c["baseline"] == c["label"]:
+            dt, ci, p, q = "baseline" if c["baseline"] == c["label"] else "", "", "", ""
+        elif not np.isfinite(c["delta"]):
+            dt, ci, p, q = "—", "", "", ""
+        else:
+            st = tables.stars(c["p_adj"], r.spec.alpha)
+            dt = tables.fmt(c["delta"], d, sign=True) + (" n.s." if st == "n.s." else st)
+            ci = f"[{tables.fmt(c['lo'], d, sign=True)}, {tables.fmt(c['hi'], d, sign=True)}]" if np.isfinite(c["lo"]) else ""
+            p, q = tables.fmt_p(c["p"]), tables.fmt_p(c["p_adj"])
+        rows.append([tables.Cell(c["suite"]), tables.Cell(c["metric"]), tables.Cell(c["label"]),
+                     tables.Cell(str(c["n"])), tables.Cell(tables.fmt(c["mean"], d)), tables.Cell(dt), tables.Cell(ci),
+                     tables.Cell(p), tables.Cell(q), tables.Cell(tables.fmt(c.get("d", np.nan), 2)),
+                     tables.Cell(tables.fmt(c.get("mde", np.nan), d)),
+                     tables.Cell("" if not np.isfinite(c.get("problems", np.nan)) else str(int(c["problems"])))])
+    return tables.Grid(header=["suite", "metric", "row", "n", "mean", "Δ (paired)", "CI (hier. bootstrap)", "p",
+                               "p adj.", "d", "MDE", "problems"], rows=rows, n_index=1, left={1, 2},
+                       caption="per-problem paired comparisons with the row's baseline")
+
+
+def _suites_grid(r: Report) -> tables.Grid:
+    rows = []
+    for c in r.suite_summary.to_dict("records"):
+        poi = ""
+        if isinstance(c.get("baseline"), str) and np.isfinite(c.get("poi", np.nan)):
+            poi = f"{c['poi']:.2f} [{tables.fmt(c['poi_lo'], 2)}, {tables.fmt(c['poi_hi'], 2)}]"
+        rows.append([tables.Cell(c["label"]), tables.Cell(str(c["n"])),
+                     tables.Cell(f"{tables.fmt(c['iqm'], 3)} [{tables.fmt(c['iqm_lo'], 3)}, {tables.fmt(c['iqm_hi'], 3)}]"),
+                     tables.Cell(poi)])
+    return tables.Grid(header=["row", "n", f"IQM over {len(r.suites)} suites [CI]", "P(improvement) vs baseline [CI]"],
+                       rows=rows, n_index=1, caption="several suites: rliable-style aggregates (accuracy)")
+
+
+def _efficiency_grid(r: Report) -> tables.Grid:
+    rows = [[tables.Cell(c["label"]), tables.Cell(f"{tables.metric_label(c['metric'])} → {c['threshold']:g}"),
+             tables.Cell(tables.fmt(c["auc"], 3)), tables.Cell(c["reached"]),
+             tables.Cell(tables.fmt(c["steps"], 0)), tables.Cell(tables.fmt(c["wall_s"], 0)),
+             tables.Cell(tables.fmt(c["tokens"], 0))] for c in r.efficiency.to_dict("records")]
+    return tables.Grid(header=["row", "threshold", "AUC", "reached", "steps", "wall s", "tokens"], rows=rows,
+                       n_index=1, left={1})
+
+
+def _provenance_lines(r: Report) -> list[str]:
+    pv = r.provenance
+    out = []
+    for a in pv.get("arms", []):
+        dirty = "dirty" if "True" in a["git_dirty"] else "clean" if a["git_dirty"] else "dirty flag not logged"
+        out.append(f"{a['label']}: git {', '.join(a['git_sha']) or 'not logged'} ({dirty}); seeds "
+                   f"{', '.join(a['seeds'])}" + (f"; {', '.join(a['tags'])}" if a["tags"] else
+                                                 "; versions/machine not logged by the runs"))
+    diff = pv.get("config_diff", {})
+    if diff:
+        out.append("config differences between rows: " + "; ".join(
+            f"{k}: " + ", ".join(f"{lab}={'/'.join(v)}" for lab, v in vals.items()) for k, vals in list(diff.items())[:30]))
+    else:
+        out.append("config differences between rows: none in the logged params (or no params logged)")
+    env = pv.get("report_env", {})
+    if env:
+        out.append("report built with " + ", ".join(f"{k} {v}" for k, v in env.items()))
+    return out
 
 
 def _flag_grid(r: Report, variants: list[str]) -> tables.Grid:
@@ -240,6 +462,17 @@ td.ns{color:#888}td.l,th.l{text-align:left}.caption{font-style:italic;font-size:
 """
 
 
+def _extra_grids(r: Report) -> list[tuple[str, tables.Grid]]:
+    out = []
+    if not r.paired.empty:
+        out.append(("Per-problem comparisons (paired)", _paired_grid(r)))
+    if not r.suite_summary.empty:
+        out.append(("Several suites", _suites_grid(r)))
+    if not r.efficiency.empty:
+        out.append(("Efficiency", _efficiency_grid(r)))
+    return out
+
+
 def write_files(r: Report, runs: pd.DataFrame, variants: list[str], last_step: pd.Series) -> None:
     sw = r.sweep
     abl_grid = tables.ablation_grid(r.ablation)
@@ -266,6 +499,12 @@ def write_files(r: Report, runs: pd.DataFrame, variants: list[str], last_step: p
         md += ["## Factorial view", ""]
         for g in fac_grids:
             md += [tables.to_markdown(g), ""]
+    power_grid = tables.power_grid(r.ablation, r.spec.level, r.spec.power)
+    md += ["## Power", "", tables.to_markdown(power_grid), ""]
+    extra = _extra_grids(r)
+    for title, g in extra:
+        md += [f"## {title}", "", tables.to_markdown(g), ""]
+    md += ["## Provenance", ""] + [f"- {x}" for x in _provenance_lines(r)] + [""]
     md += ["## Curves", ""]
     md += [f"![{f.metric}]({f.png.name})" for f in r.figures] + [""]
     md += ["## Diagnosis", "", tables.to_markdown(flag_grid), ""]
@@ -275,6 +514,7 @@ def write_files(r: Report, runs: pd.DataFrame, variants: list[str], last_step: p
     md += ["### Thresholds", "", tables.to_markdown(thr_grid), ""]
     md += ["## Runs not in the means", "",
            tables.to_markdown(ex_grid) if ex_grid.rows else "None: every run finished.", ""]
+    md += ["## Definitions", ""] + [f"- **{k}**: {v}" for k, v in FOOTNOTES] + [""]
     (r.out_dir / "report.md").write_text("\n".join(md))
 
     # ---- html
@@ -291,6 +531,10 @@ def write_files(r: Report, runs: pd.DataFrame, variants: list[str], last_step: p
           f'<p class="legend">{html.escape(legend)}</p>']
     if fac_grids:
         h += ["<h2>Factorial view</h2>"] + [tables.to_html(g, "factorial") for g in fac_grids]
+    h += ["<h2>Power</h2>", tables.to_html(power_grid, "power")]
+    for title, g in extra:
+        h += [f"<h2>{html.escape(title)}</h2>", tables.to_html(g, "extra")]
+    h += ["<h2>Provenance</h2>", "<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in _provenance_lines(r)) + "</ul>"]
     h += ["<h2>Curves</h2>", '<div class="figs">', *[img(f) for f in r.figures], "</div>"]
     h += ["<h2>Diagnosis</h2>", tables.to_html(flag_grid, "diagnosis")]
     if unchecked_note:
@@ -299,14 +543,28 @@ def write_files(r: Report, runs: pd.DataFrame, variants: list[str], last_step: p
     h += ["<h3>Thresholds</h3>", tables.to_html(thr_grid, "thresholds")]
     h += ["<h2>Runs not in the means</h2>",
           tables.to_html(ex_grid, "excluded") if ex_grid.rows else "<p>None: every run finished.</p>"]
+    h += ["<h2>Definitions</h2>", '<ul class="legend">' + "".join(
+        f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in FOOTNOTES) + "</ul>"]
     h += ["</body></html>"]
     (r.out_dir / "report.html").write_text("\n".join(h))
 
     # ---- latex
     name = tables.tex_escape(sw.name)
-    abl_grid.caption = f"Ablation of {sw.name}: mean [95% CI] over seeds; Δ to baseline; n.s. = CI of Δ covers 0"
+    abl_grid.caption = (f"Ablation of {sw.name}: mean [{int(r.spec.level * 100)}% CI] over seeds; Δ to baseline; "
+                        f"*/**/*** = {r.spec.correction}-adjusted p < {r.spec.alpha:g}/{r.spec.alpha / 5:g}/"
+                        f"{r.spec.alpha / 50:g}; n.s. = not significant (MDE in parentheses)")
     tex = ["% generated by python -m rlkit.report; needs \\usepackage{booktabs,graphicx}",
            tables.to_latex(abl_grid, label=f"tab:{_safe_dirname(sw.name)}")]
     tex += [tables.to_latex(g, label=f"tab:{_safe_dirname(sw.name)}-factorial-{i}") for i, g in enumerate(fac_grids)]
+    tex += [tables.to_latex(power_grid, label=f"tab:{_safe_dirname(sw.name)}-power")]
+    tex += [tables.to_latex(g, label=f"tab:{_safe_dirname(sw.name)}-{plots.slug(t)}") for t, g in extra]
+    tex += ["% Definitions\n\\begin{itemize}\\footnotesize\n" + "\n".join(
+        f"\\item \\textbf{{{tables.tex_escape(k)}}}: {tables.tex_escape(v)}" for k, v in FOOTNOTES) + "\n\\end{itemize}"]
     (r.out_dir / "table.tex").write_text(f"% sweep {name}\n" + "\n\n".join(tex) + "\n")
     tables.ablation_csv(r.ablation).to_csv(r.out_dir / "table.csv", index=False)
+    r.ablation.power.to_csv(r.out_dir / "power.csv", index=False)
+    for name, df in (("paired.csv", r.paired), ("suites.csv", r.suite_summary), ("efficiency.csv", r.efficiency)):
+        if not df.empty:
+            df.to_csv(r.out_dir / name, index=False)
+        elif (r.out_dir / name).exists():
+            (r.out_dir / name).unlink()

@@ -61,9 +61,12 @@ class Sweep:
     sweep_id: str | None
     experiment_ids: list[str]
     parent_run_id: str | None
-    runs: pd.DataFrame  # run_id, run_name, status, mlflow_status, seed, start_time, end_time, <tags>, variant
+    runs: pd.DataFrame  # run_id, run_name, status, mlflow_status, seed, start_time, end_time, artifact_uri,
+    #                     git_sha, git_dirty, <group/override tags>, variant
     factors: list[str] = field(default_factory=list)
     metric_keys: list[str] = field(default_factory=list)  # every metric key logged by some child run
+    params: dict[str, dict[str, str]] = field(default_factory=dict)  # run_id → logged params (resolved config)
+    tags: dict[str, dict[str, str]] = field(default_factory=dict)  # run_id → all tags
 
 
 def natural_key(value: object) -> tuple:
@@ -190,7 +193,9 @@ def find_sweep(client: MlflowClient, target: str, sweep_id: str | None = None) -
     keys = sorted({k for r in children for k in r.data.metrics})
     return Sweep(name=name, sweep_id=sweep_id, experiment_ids=list(exp_ids),
                  parent_run_id=parent.info.run_id if parent is not None else None,
-                 runs=runs, factors=factors, metric_keys=keys)
+                 runs=runs, factors=factors, metric_keys=keys,
+                 params={r.info.run_id: dict(r.data.params) for r in children},
+                 tags={r.info.run_id: dict(r.data.tags) for r in children})
 
 
 def runs_table(runs: list) -> pd.DataFrame:
@@ -208,13 +213,17 @@ def runs_table(runs: list) -> pd.DataFrame:
             "seed": tags.get("seed", r.info.run_id[:8]),
             "start_time": r.info.start_time,
             "end_time": r.info.end_time,
+            "artifact_uri": r.info.artifact_uri,
+            "git_sha": tags.get("git_sha", ""),
+            "git_dirty": tags.get("git_dirty", ""),
         }
         for k in tag_keys:
             row[k] = tags.get(k, UNSET)
         if "rlkit.max_response_tokens" in tags and "length" in row:  # a scaled budget says its tokens: 16k (40 tok)
             row["length"] = f"{row['length']} ({tags['rlkit.max_response_tokens']} tok)"
         rows.append(row)
-    cols = ["run_id", "run_name", "status", "mlflow_status", "seed", "start_time", "end_time", *tag_keys]
+    cols = ["run_id", "run_name", "status", "mlflow_status", "seed", "start_time", "end_time", "artifact_uri",
+            "git_sha", "git_dirty", *tag_keys]
     return pd.DataFrame(rows, columns=cols)
 
 

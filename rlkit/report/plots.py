@@ -124,3 +124,38 @@ def curves(history: pd.DataFrame, runs: pd.DataFrame, metrics: list[str], varian
         plt.close(fig)
         figures.append(Figure(metric, base.with_suffix(".png"), base.with_suffix(".svg")))
     return figures
+
+
+def profiles(scores: dict[str, np.ndarray], out_dir: Path, *, resamples: int = 500, level: float = 0.95,
+             seed: int = 0, dpi: int = 100) -> list[Figure]:
+    """Performance profiles (rliable's run-score distributions) of several suites: per row, the fraction
+    of its (run, suite) scores above τ, averaged over suites, for τ in [0, 1], with a stratified bootstrap
+    band (runs resampled within each suite). `scores`: row label → [runs, suites] accuracy."""
+    if not scores:
+        return []
+    taus = np.linspace(0.0, 1.0, 101)
+    fig, ax = plt.subplots(figsize=(9, 4.6), dpi=dpi)
+    colors = dict(zip(scores, _colors(len(scores)), strict=True))
+    rng = np.random.default_rng(seed)
+    for label, S in scores.items():
+        S = np.atleast_2d(S)
+        ax.plot(taus, stats.performance_profile(S, taus), color=colors[label], lw=1.6, label=f"{label} (n={len(S)})")
+        if len(S) >= 2 and len(scores) <= 24:
+            idx = stats.stratified_indices(rng, S.shape[0], S.shape[1], resamples)
+            cols = np.arange(S.shape[1])[None, :]
+            boot = np.array([stats.performance_profile(S[idx[b], cols], taus) for b in range(resamples)])
+            lo, hi = np.percentile(boot, [100 * (1 - level) / 2, 100 * (1 + level) / 2], axis=0)
+            ax.fill_between(taus, lo, hi, color=colors[label], alpha=0.18, lw=0)
+    ax.set_xlabel("τ (accuracy)")
+    ax.set_ylabel("fraction of runs with score > τ")
+    ax.set_title("performance profile over eval suites", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.text(0.01, 0.01, "per row: fraction of (run, suite) accuracies above τ, averaged over suites; band = "
+             "stratified bootstrap", fontsize=7, color="0.4")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    base = Path(out_dir) / "profile_suites"
+    fig.savefig(base.with_suffix(".png"))
+    fig.savefig(base.with_suffix(".svg"))
+    plt.close(fig)
+    return [Figure("performance profile", base.with_suffix(".png"), base.with_suffix(".svg"))]

@@ -27,6 +27,15 @@ Schema (every key optional; defaults in brackets):
       curve_resamples: 1000         # bootstrap resamples for curve bands [1000]
       seed: 0                       # bootstrap seed [0]
       level: 0.95                   # confidence level [0.95]
+      interval: t                   # t | bootstrap: run-level cell and Δ intervals [t]
+      correction: holm              # holm | bh | none: multiple-comparison adjustment of p-values [holm]
+      family: column                # column | table: the comparisons adjusted together [column]
+      alpha: 0.05                   # significance level of tests, n.s., bold and power [0.05]
+      power: 0.8                    # power for the minimum detectable effect and seeds needed [0.8]
+      target_delta: null            # a Δ to plan for (number, or {metric: number}) → seeds needed [none]
+      paired_resamples: 2000        # hierarchical bootstrap resamples per paired comparison [2000]
+      per_problem: true             # read eval/<suite>/step_N.parquet artifacts when runs have them [true]
+      thresholds: {val/acc: 0.8}    # efficiency: steps / wall s / tokens to reach these values [none]
 """
 from __future__ import annotations
 
@@ -39,7 +48,21 @@ import yaml
 from rlkit.report.diagnose import Thresholds
 
 VAL_GROUP_ACC = re.compile(r"^val/(?!response_length/).+/acc(/.*)?$")
-_MAX = re.compile(r"(^|/)(acc|accuracy)(/|$)|acc/mean|final_val_acc|score|reward|format|throughput|explained_var")
+_MAX = re.compile(r"(^|/)(acc|accuracy)(/|$)|acc/mean|final_val_acc|score|reward|format|throughput|explained_var"
+                  r"|/(avg|pass|maj)[@_:]\d+$")
+# run-level eval metrics (docs/eval.md: "@" is stored as "_at_"; "_" and ":" accepted too)
+EVAL_KEY = re.compile(r"^eval/(?P<suite>[^/]+)/(?P<kind>avg|pass|maj)(?:_at_|[@_:])(?P<k>\d+)$")
+
+
+def eval_columns(available: list[str]) -> list[str]:
+    """Each suite's avg@k, pass@k and maj@k at its largest k (pass@1..k are all logged; one column each)."""
+    best: dict[tuple[str, str], tuple[int, str]] = {}
+    for key in available:
+        m = EVAL_KEY.match(key)
+        if m and int(m["k"]) > best.get((m["suite"], m["kind"]), (-1, ""))[0]:
+            best[(m["suite"], m["kind"])] = (int(m["k"]), key)
+    order = {"avg": 0, "pass": 1, "maj": 2}
+    return [best[k][1] for k in sorted(best, key=lambda sk: (sk[0], order[sk[1]]))]
 _MIN = re.compile(r"clip_ratio|all_wrong|kl|wall_time|timing_s")
 
 
@@ -58,7 +81,7 @@ def val_acc_keys(available: list[str]) -> list[str]:
 
 def default_metrics(available: list[str]) -> list[str]:
     kl = "actor/kl_loss" if "actor/kl_loss" in available else "actor/ppo_kl"
-    want = [*val_acc_keys(available), "response_length/mean", "response_length/clip_ratio",
+    want = [*val_acc_keys(available), *eval_columns(available), "response_length/mean", "response_length/clip_ratio",
             "groups/all_correct_frac", "groups/all_wrong_frac", "actor/entropy", kl, "summary/wall_time_s"]
     return [k for k in want if k in available]
 
@@ -84,6 +107,15 @@ class ReportSpec:
     curve_resamples: int = 1000
     seed: int = 0
     level: float = 0.95
+    interval: str = "t"
+    correction: str = "holm"
+    family: str = "column"
+    alpha: float = 0.05
+    power: float = 0.8
+    target_delta: float | dict[str, float] | None = None
+    paired_resamples: int = 2000
+    per_problem: bool = True
+    thresholds: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> ReportSpec:
@@ -113,7 +145,23 @@ class ReportSpec:
             d["directions"] = {**self.directions, **dirs}
         if "diagnose" in d:
             d["diagnose"] = _merge_thresholds(self.diagnose, d["diagnose"])
+        for k, allowed in (("interval", ("t", "bootstrap")), ("correction", ("holm", "bh", "none")),
+                           ("family", ("column", "table"))):
+            if k in d and d[k] not in allowed:
+                raise ValueError(f"{k} must be one of {list(allowed)}, got {d[k]!r}")
+        for k in ("alpha", "power"):
+            if k in d and not 0 < float(d[k]) < 1:
+                raise ValueError(f"{k} must be in (0, 1), got {d[k]!r}")
+        if "target_delta" in d and not isinstance(d["target_delta"], dict):
+            d["target_delta"] = float(d["target_delta"])
+        if "thresholds" in d:
+            d["thresholds"] = {str(k): float(v) for k, v in d["thresholds"].items()}
         return replace(self, **d)
+
+    def target_for(self, key: str) -> float | None:
+        """The user's target Δ for a metric (`target_delta`: one number for all, or per metric)."""
+        t = self.target_delta
+        return t.get(key) if isinstance(t, dict) else t
 
     def direction(self, key: str) -> str | None:
         return self.directions[key] if key in self.directions else default_direction(key)

@@ -1,4 +1,7 @@
-"""Stratified bootstrap confidence intervals over seeds: pure functions, exact procedure stated.
+"""The report's statistics as small pure functions: intervals over seeds (Student-t by default, the
+percentile bootstrap on request), Welch's test, Holm/BH adjustment, effect size, power/MDE/seeds needed,
+and rliable's several-suite estimators (IQM, probability of improvement, profiles, stratified bootstrap).
+Definitions: rlkit/report/README.md. The percentile bootstrap, exactly:
 
 The strata are the variants: seeds are resampled within one variant, never across. Every interval is a
 percentile bootstrap drawn from a fresh `numpy.random.default_rng(seed)` (so a cell's interval does not
@@ -182,3 +185,298 @@ def band(X, *, resamples: int = 1000, level: float = DEFAULT_LEVEL,
         qlo, qhi = np.percentile(sub, _q(level), axis=0)
     lo[ok], hi[ok] = qlo, qhi
     return mean, lo, hi
+
+
+# ------------------------------------------------------------------------------ small-sample (t) intervals
+# Why: with 2-3 seeds the percentile bootstrap returns [min, max] of the seeds (see above) and has no
+# t-tail, so it under-covers; the Student-t interval has nominal coverage for normal run values at any
+# n >= 2 (run-level metrics are means over hundreds of problems: close to normal).
+
+def t_cis(samples, *, level: float = DEFAULT_LEVEL) -> list[CI]:
+    """mean ± t_{n-1, 1-a/2} · s / √n per sample (s with ddof=1); n < 2 → no interval."""
+    out = []
+    for v in samples:
+        x = _clean(v)
+        n = len(x)
+        if n < 2:
+            out.append(CI(float(x[0]) if n else np.nan, np.nan, np.nan, n))
+            continue
+        half = float(_t_ppf(1 - (1 - level) / 2, n - 1) * x.std(ddof=1) / np.sqrt(n))
+        m = float(x.mean())
+        out.append(CI(m, m - half, m + half, n))
+    return out
+
+
+def t_ci(values, *, level: float = DEFAULT_LEVEL) -> CI:
+    return t_cis([values], level=level)[0]
+
+
+@dataclass(frozen=True)
+class Test:
+    """A difference with its interval, standard error, degrees of freedom and two-sided p-value."""
+
+    delta: float
+    lo: float
+    hi: float
+    se: float
+    df: float
+    p: float
+    n: int
+    n_base: int
+
+
+def _t_ppf(q: float, df: float) -> float:
+    from scipy.stats import t
+
+    return float(t.ppf(q, df))
+
+
+def t_test(delta: float, se: float, df: float, *, level: float = DEFAULT_LEVEL, n: int = 0,
+           n_base: int = 0) -> Test:
+    """Two-sided t-test of delta = 0 with standard error `se` and `df` degrees of freedom, and the
+    matching interval. se = 0 (both sides constant): p = 0 for a non-zero delta, 1 for zero."""
+    from scipy.stats import t
+
+    if not (np.isfinite(delta) and np.isfinite(se) and np.isfinite(df)) or df <= 0:
+        return Test(delta, np.nan, np.nan, se, df, np.nan, n, n_base)
+    if se == 0:
+        return Test(delta, delta, delta, 0.0, df, 0.0 if delta != 0 else 1.0, n, n_base)
+    half = float(t.ppf(1 - (1 - level) / 2, df) * se)
+    p = float(2 * t.sf(abs(delta) / se, df))
+    return Test(delta, delta - half, delta + half, se, df, p, n, n_base)
+
+
+def welch(values, base_values, *, level: float = DEFAULT_LEVEL) -> Test:
+    """Welch's unequal-variance t-test of mean(values) - mean(base_values); df by Welch–Satterthwaite.
+    Needs ≥ 2 values per side (else only delta)."""
+    x, y = _clean(values), _clean(base_values)
+    nx, ny = len(x), len(y)
+    delta = float(x.mean() - y.mean()) if nx and ny else np.nan
+    if nx < 2 or ny < 2:
+        return Test(delta, np.nan, np.nan, np.nan, np.nan, np.nan, nx, ny)
+    vx, vy = x.var(ddof=1) / nx, y.var(ddof=1) / ny
+    se2 = vx + vy
+    df = se2 ** 2 / (vx ** 2 / (nx - 1) + vy ** 2 / (ny - 1)) if se2 > 0 else float(nx + ny - 2)
+    return t_test(delta, float(np.sqrt(se2)), float(df), level=level, n=nx, n_base=ny)
+
+
+# ------------------------------------------------------------------------------ multiple comparisons
+
+def holm(p) -> np.ndarray:
+    """Holm's step-down adjusted p-values (controls the family-wise error rate); NaN stay NaN and do not
+    count in the family. adj_(i) = max_{j<=i} min(1, (m - j + 1) p_(j)) over the sorted p-values."""
+    p = np.asarray(p, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    m = len(ok)
+    if m:
+        order = ok[np.argsort(p[ok], kind="stable")]
+        adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
+        out[order] = np.minimum(adj, 1.0)
+    return out
+
+
+def bh(p) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values (controls the false discovery rate); NaN ignored.
+    adj_(i) = min_{j>=i} min(1, m p_(j) / j)."""
+    p = np.asarray(p, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    m = len(ok)
+    if m:
+        order = ok[np.argsort(p[ok], kind="stable")]
+        adj = p[order] * m / np.arange(1, m + 1)
+        out[order] = np.minimum(np.minimum.accumulate(adj[::-1])[::-1], 1.0)
+    return out
+
+
+CORRECTIONS = ("holm", "bh", "none")
+
+
+def adjust(p, method: str = "holm") -> np.ndarray:
+    if method == "holm":
+        return holm(p)
+    if method == "bh":
+        return bh(p)
+    if method == "none":
+        return np.asarray(p, dtype=float).copy()
+    raise ValueError(f"correction must be one of {CORRECTIONS}, got {method!r}")
+
+
+# ------------------------------------------------------------------------------ effect size and power
+
+def cohens_d(values, base_values) -> float:
+    """(mean x - mean y) / pooled SD (ddof=1 per side); NaN without 2 values a side or with zero SD."""
+    x, y = _clean(values), _clean(base_values)
+    nx, ny = len(x), len(y)
+    if nx < 2 or ny < 2:
+        return np.nan
+    sp = np.sqrt(((nx - 1) * x.var(ddof=1) + (ny - 1) * y.var(ddof=1)) / (nx + ny - 2))
+    return float((x.mean() - y.mean()) / sp) if sp > 0 else np.nan
+
+
+def power(delta: float, se: float, df: float, alpha: float = 0.05) -> float:
+    """Power of the two-sided t-test at level alpha when the true difference is `delta` and the
+    estimate has standard error `se` with `df` degrees of freedom (noncentral t, ncp = delta / se)."""
+    from scipy.stats import nct, t
+
+    if not (se > 0 and df > 0):
+        return np.nan
+    tc = t.ppf(1 - alpha / 2, df)
+    ncp = delta / se
+    pw = float(nct.sf(tc, df, ncp) + nct.cdf(-tc, df, ncp))
+    if not np.isfinite(pw):  # scipy's nct fails far in the tail (huge ncp or df): the normal limit
+        from scipy.stats import norm
+
+        pw = float(norm.sf(tc - ncp) + norm.cdf(-tc - ncp))
+    return pw
+
+
+@lru_cache(maxsize=4096)
+def _mde_factor(df: float, alpha: float, target_power: float) -> float:
+    """MDE / se for a two-sided t-test: the ncp at which power = target_power (MDE is linear in se)."""
+    from scipy.optimize import brentq
+    from scipy.stats import t
+
+    hi = 2 * (t.ppf(1 - alpha / 2, df) + t.ppf(target_power, df)) + 10
+    return float(brentq(lambda d: power(d, 1.0, df, alpha) - target_power, 0.0, hi, xtol=1e-10))
+
+
+def mde(se: float, df: float, alpha: float = 0.05, target_power: float = 0.8) -> float:
+    """Minimum detectable effect: the true difference the two-sided t-test (level alpha) detects with
+    probability target_power, given the comparison's standard error and df."""
+    if not (np.isfinite(se) and np.isfinite(df) and se >= 0 and df > 0):
+        return np.nan
+    return se * _mde_factor(round(float(df), 6), alpha, target_power)
+
+
+def pooled_sd(groups) -> tuple[float, int]:
+    """Within-group SD pooled over groups with ≥ 2 values (the seed-to-seed SD of a metric) and its df."""
+    ss, df = 0.0, 0
+    for g in groups:
+        x = _clean(g)
+        if len(x) >= 2:
+            ss += float(((x - x.mean()) ** 2).sum())
+            df += len(x) - 1
+    return (float(np.sqrt(ss / df)) if df else np.nan), df
+
+
+WELCH_SIMS = 10_000
+
+
+@lru_cache(maxsize=4096)
+def _welch_factor(na: int, nb: int, alpha: float, target_power: float) -> float:
+    """MDE / SE_true of Welch's test with na, nb normal values of one SD: its power averaged over the
+    sample variances (simulated, fixed seed; the mean difference is independent of them), solved for Δ.
+    Why not the noncentral t at df = na + nb − 2: Welch's df is random and smaller at 2–5 seeds, so that
+    formula overstates power (measured: 0.68 instead of 0.8 at 3 + 3 seeds, bench/calibration.py)."""
+    from scipy.optimize import brentq
+    from scipy.stats import norm, t
+
+    if na > 10 and nb > 10:  # Welch ≈ Student there (factors within 0.5% at 10 + 10)
+        return _mde_factor(float(na + nb - 2), alpha, target_power)
+    rng = np.random.default_rng(20_240_611)
+    va = rng.chisquare(na - 1, WELCH_SIMS) / (na - 1) / na
+    vb = rng.chisquare(nb - 1, WELCH_SIMS) / (nb - 1) / nb
+    se_hat = np.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (na - 1) + vb ** 2 / (nb - 1))
+    se_true = np.sqrt(1 / na + 1 / nb)
+    grid = np.linspace(df.min(), df.max(), 256)  # t quantiles on a df grid, interpolated (t.ppf per draw is slow)
+    crit = np.interp(df, grid, t.ppf(1 - alpha / 2, grid)) * se_hat / se_true
+
+    def pw(d: float) -> float:
+        return float(np.mean(norm.cdf(d - crit) + norm.cdf(-d - crit)))
+
+    return float(brentq(lambda d: pw(d) - target_power, 0.0, 200.0, xtol=1e-8))
+
+
+def welch_mde(sd: float, n: int, n_base: int, *, alpha: float = 0.05, target_power: float = 0.8,
+              extra_var: float = 0.0) -> float:
+    """MDE of Welch's test comparing n with n_base runs whose values have SD `sd`, when the difference also
+    carries `extra_var` that seeds do not reduce (treated like seed variance: slightly conservative)."""
+    if not (np.isfinite(sd) and sd >= 0 and n >= 2 and n_base >= 2):
+        return np.nan
+    se = np.sqrt(sd ** 2 * (1 / n + 1 / n_base) + extra_var)
+    return float(se * _welch_factor(int(n), int(n_base), alpha, target_power))
+
+
+def seeds_needed(target_delta: float, sd: float, *, alpha: float = 0.05, target_power: float = 0.8,
+                 extra_var: float = 0.0, n_max: int = 1000) -> int | None:
+    """Smallest seeds per arm n (equal arms) at which Welch's test detects `target_delta` with probability
+    target_power (`welch_mde` ≤ target), when one run's value has SD `sd` and the difference carries
+    `extra_var` that seeds do not reduce (e.g. the problem term τ²/P). None above n_max."""
+    if not (np.isfinite(sd) and sd >= 0 and target_delta != 0 and np.isfinite(target_delta)):
+        return None
+
+    def ok(n: int) -> bool:
+        return bool(welch_mde(sd, n, n, alpha=alpha, target_power=target_power, extra_var=extra_var)
+                    <= abs(target_delta))
+
+    if not ok(n_max):
+        return None
+    lo, hi = 1, n_max  # the MDE falls with n: bisect for the first n that reaches the target
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return hi
+
+
+# ------------------------------------------------------------------------------ several suites (rliable)
+# Agarwal et al. 2021 ("Deep RL at the edge of the statistical precipice"); the rliable package is
+# archived, so the few estimators the report needs are here. Scores are [runs, suites].
+
+def iqm(scores) -> float:
+    """Interquartile mean of all values (NaN dropped): sort, drop floor(n/4) from each end, average
+    (= scipy.stats.trim_mean(x, 0.25), what rliable computes)."""
+    x = np.sort(_clean(scores))
+    n = len(x)
+    if n == 0:
+        return np.nan
+    cut = int(0.25 * n)
+    return float(x[cut:n - cut].mean())
+
+
+def prob_improvement(x, y) -> float:
+    """P(X > Y) averaged over suites: per suite the fraction of (run of x, run of y) pairs where x's run
+    scores higher, ties counting 1/2 (the Mann–Whitney U / (n m)). x, y: [runs, suites]."""
+    x, y = np.atleast_2d(np.asarray(x, dtype=float)), np.atleast_2d(np.asarray(y, dtype=float))
+    per = []
+    for j in range(x.shape[1]):
+        a, b = _clean(x[:, j]), _clean(y[:, j])
+        if len(a) and len(b):
+            d = a[:, None] - b[None, :]
+            per.append(float(((d > 0) + 0.5 * (d == 0)).mean()))
+    return float(np.mean(per)) if per else np.nan
+
+
+def performance_profile(scores, taus) -> np.ndarray:
+    """Fraction of runs scoring above tau, averaged over suites, for each tau (rliable's run-score
+    distribution). scores: [runs, suites]."""
+    s = np.atleast_2d(np.asarray(scores, dtype=float))
+    taus = np.asarray(taus, dtype=float)
+    present = ~np.isnan(s)
+    frac = (s[None, :, :] > taus[:, None, None]).sum(axis=1) / np.maximum(present.sum(axis=0), 1)
+    return frac[:, present.any(axis=0)].mean(axis=1)
+
+
+def stratified_indices(rng: np.random.Generator, n_runs: int, n_suites: int, resamples: int) -> np.ndarray:
+    """[resamples, n_runs, n_suites] run indices drawn with replacement independently per suite (the
+    suites are the strata: rliable's StratifiedBootstrap)."""
+    return rng.integers(0, n_runs, size=(resamples, n_runs, n_suites))
+
+
+def stratified_ci(stat, arrays, *, resamples: int = 2000, level: float = DEFAULT_LEVEL,
+                  seed: int = DEFAULT_SEED) -> tuple[float, float, float]:
+    """(stat(*arrays), lo, hi): percentile interval of `stat` over stratified bootstrap resamples of
+    each [runs, suites] array (arrays drawn in order from one default_rng(seed))."""
+    rng = np.random.default_rng(seed)
+    arrays = [np.atleast_2d(np.asarray(a, dtype=float)) for a in arrays]
+    point = float(stat(*arrays))
+    if resamples <= 0 or any(a.shape[0] < 2 for a in arrays):
+        return point, np.nan, np.nan
+    idx = [stratified_indices(rng, a.shape[0], a.shape[1], resamples) for a in arrays]
+    cols = [np.arange(a.shape[1])[None, :] for a in arrays]
+    boot = np.array([stat(*[a[i[b], c] for a, i, c in zip(arrays, idx, cols, strict=True)])
+                     for b in range(resamples)])
+    lo, hi = np.nanpercentile(boot, _q(level))
+    return point, float(lo), float(hi)

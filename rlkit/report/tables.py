@@ -1,9 +1,10 @@
 """The ablation table and the factorial view, as numbers (DataFrames) and as markdown / HTML / LaTeX.
 
 Ablation table: one row per combination of the row factors; per metric the mean over the row's finished
-runs (seeds) with its 95% bootstrap CI (`stats.mean_ci`), Δ to the row's baseline with "n.s." when the
-difference's CI (`stats.diff_ci`) covers 0, and the best mean of each column in bold (direction from
-`ReportSpec.direction`; no bold where a metric has no direction or every row ties). A row's runs are ordered by seed
+runs (seeds) with its CI (Student-t, or the percentile bootstrap), Δ to the row's baseline with Welch's
+p-value, Holm/BH-adjusted over the column (or table); marks */**/*** or "n.s. (MDE x)" from the adjusted
+p; bold = the best mean of a column only where it is significantly better than its baseline (direction
+from `ReportSpec.direction`); Cohen's d and the MDE per comparison; a power summary per metric. A row's runs are ordered by seed
 (natural order) then run id before resampling. Runs that are not finished (running, failed, killed) or were
 superseded by a newer finished run of the same variant and seed are never in a mean: the n column says
 how many were left out and why.
@@ -94,10 +95,18 @@ class Grid:
 @dataclass
 class Ablation:
     rows: pd.DataFrame  # row_key (tuple), label, <row factors>, n, excluded (dict status -> count), baseline_key
-    cells: pd.DataFrame  # label, metric, mean, lo, hi, n, delta, dlo, dhi, significant, is_baseline, bold
+    cells: pd.DataFrame  # label, metric, mean, lo, hi, n, delta, dlo, dhi, se, df, p, d, mde, is_baseline,
+    #                      p_adj, significant, stars, bold
     metrics: list[str]
     row_factors: list[str]
     directions: dict[str, str | None]
+    power: pd.DataFrame = field(default_factory=pd.DataFrame)  # metric, sd, sd_df, seeds, mde, target_delta, seeds_needed
+    run_lists: dict[str, list[str]] = field(default_factory=dict)  # row label → its runs in the means
+    base_of: dict[str, str | None] = field(default_factory=dict)  # row label → its baseline row's label
+    alpha: float = 0.05
+    correction: str = "holm"
+    family: str = "column"
+    interval: str = "t"
 
 
 def _matches(value: str, wanted: str) -> bool:
@@ -133,7 +142,9 @@ def row_order(runs: pd.DataFrame, row_factors: list[str]) -> list[tuple]:
 def ablation(runs: pd.DataFrame, values: pd.DataFrame, metrics: list[str], row_factors: list[str],
              baseline: dict[str, str], directions: dict[str, str | None], *, constant_tags: dict[str, str],
              resamples: int = stats.DEFAULT_RESAMPLES, level: float = stats.DEFAULT_LEVEL,
-             seed: int = stats.DEFAULT_SEED) -> Ablation:
+             seed: int = stats.DEFAULT_SEED, interval: str = "t", correction: str = "holm",
+             family: str = "column", alpha: float = 0.05, power: float = 0.8,
+             target_of=None) -> Ablation:
     """Numbers of the ablation table. `runs` has `in_means`, `status`, `seed` and the factor columns;
     `values` is run_id × metric (from `collect.values_at`). `constant_tags` maps tags that do not vary
     to their value (a baseline may name them)."""
@@ -199,24 +210,96 @@ def ablation(runs: pd.DataFrame, values: pd.DataFrame, metrics: list[str], row_f
             if b is not None and b != k:
                 pair_cells.append(len(cell_keys) - 1)
                 pairs.append((x, col[at[b]]))
-    cis = stats.mean_cis(samples, resamples=resamples, level=level, seed=seed)
-    diffs = dict(zip(pair_cells, stats.diff_cis(pairs, resamples=resamples, level=level, seed=seed), strict=True))
+    if interval == "bootstrap":
+        cis = stats.mean_cis(samples, resamples=resamples, level=level, seed=seed)
+        boots = dict(zip(pair_cells, stats.diff_cis(pairs, resamples=resamples, level=level, seed=seed),
+                         strict=True))
+    else:
+        cis = stats.t_cis(samples, level=level)
+        boots = {}
+    tests = {i: stats.welch(x, y, level=level) for i, (x, y) in zip(pair_cells, pairs, strict=True)}
+    effects = {i: stats.cohens_d(x, y) for i, (x, y) in zip(pair_cells, pairs, strict=True)}
+    sd = {m: stats.pooled_sd([samples[i] for i, (mm, _) in enumerate(cell_keys) if mm == m]) for m in metrics}
     cell_recs = []
     for i, ((m, k), ci) in enumerate(zip(cell_keys, cis, strict=True)):
-        d = diffs.get(i)
+        t = tests.get(i)
+        b = boots.get(i)
+        lo, hi = (b.lo, b.hi) if b else ((t.lo, t.hi) if t else (np.nan, np.nan))
+        mde = np.nan
+        if t and t.n >= 2 and t.n_base >= 2:
+            mde = stats.welch_mde(sd[m][0], t.n, t.n_base, alpha=alpha, target_power=power)
         cell_recs.append({"label": labels[k], "metric": m, "mean": ci.mean, "lo": ci.lo, "hi": ci.hi, "n": ci.n,
-                          "delta": d.delta if d else np.nan, "dlo": d.lo if d else np.nan,
-                          "dhi": d.hi if d else np.nan, "significant": d.significant if d else None,
-                          "is_baseline": base_of[k] == k, "bold": False})
+                          "delta": t.delta if t else np.nan, "dlo": lo, "dhi": hi,
+                          "se": t.se if t else np.nan, "df": t.df if t else np.nan, "p": t.p if t else np.nan,
+                          "d": effects.get(i, np.nan), "mde": mde, "is_baseline": base_of[k] == k})
     cells = pd.DataFrame(cell_recs, columns=["label", "metric", "mean", "lo", "hi", "n", "delta", "dlo", "dhi",
-                                             "significant", "is_baseline", "bold"])
+                                             "se", "df", "p", "d", "mde", "is_baseline"])
+    cells["p_adj"] = adjusted(cells, correction, family)
+    cells["significant"] = [None if np.isnan(q) else bool(q < alpha) for q in cells["p_adj"]]
+    cells["stars"] = [stars(q, alpha) for q in cells["p_adj"]]
+    cells["bold"] = bold_cells(cells, directions, base_labels={labels[k]: labels[b] if b is not None else None
+                                                               for k, b in base_of.items()})
+    power_rows = []
     for m in metrics:
+        s_, df_ = sd[m]
+        ns = [len(stats._clean(samples[i])) for i, (mm, _) in enumerate(cell_keys) if mm == m]
+        n_typ = int(np.median([n for n in ns if n > 0])) if any(ns) else 0
+        target = target_of(m) if target_of else None
+        power_rows.append({"metric": m, "sd": s_, "sd_df": df_, "seeds": n_typ,
+                           "mde": stats.welch_mde(s_, n_typ, n_typ, alpha=alpha, target_power=power),
+                           "target_delta": target,
+                           "seeds_needed": stats.seeds_needed(target, s_, alpha=alpha, target_power=power)
+                           if target else None})
+    return Ablation(rows=rows, cells=cells, metrics=metrics, row_factors=row_factors, directions=directions,
+                    power=pd.DataFrame(power_rows), run_lists={labels[k]: v for k, v in run_lists.items()},
+                    base_of={labels[k]: (labels[b] if b is not None else None) for k, b in base_of.items()},
+                    alpha=alpha, correction=correction, family=family, interval=interval)
+
+
+def adjusted(cells: pd.DataFrame, correction: str, family: str) -> np.ndarray:
+    """Adjusted p-values: one family per metric column (`family="column"`) or the whole table."""
+    out = np.full(len(cells), np.nan)
+    groups = [np.arange(len(cells))] if family == "table" else \
+        [np.flatnonzero(cells["metric"].to_numpy() == m) for m in dict.fromkeys(cells["metric"])]
+    for g in groups:
+        out[g] = stats.adjust(cells["p"].to_numpy(dtype=float)[g], correction)
+    return out
+
+
+def stars(p_adj: float, alpha: float) -> str:
+    """"***" p_adj < alpha/50, "**" < alpha/5, "*" < alpha (0.001, 0.01, 0.05 at alpha 0.05), "n.s." else."""
+    if p_adj is None or not np.isfinite(p_adj):
+        return ""
+    if p_adj >= alpha:
+        return "n.s."
+    return "***" if p_adj < alpha / 50 else "**" if p_adj < alpha / 5 else "*"
+
+
+def bold_cells(cells: pd.DataFrame, directions: dict, base_labels: dict) -> list[bool]:
+    """Bold = the best mean of a column (by its direction) when the table can tell it is best: a variant
+    only if its Δ to its baseline is significant (adjusted p < alpha) in the better direction; a baseline
+    only if every row compared with it is significantly worse. Ties and no direction: no bold."""
+    bold = np.zeros(len(cells), dtype=bool)
+    for m in dict.fromkeys(cells["metric"]):
         direction = directions.get(m)
-        sel = (cells["metric"] == m) & cells["mean"].notna()
-        if direction in ("max", "min") and cells.loc[sel, "mean"].nunique() > 1:  # no best among ties only
-            best = cells.loc[sel, "mean"].max() if direction == "max" else cells.loc[sel, "mean"].min()
-            cells.loc[sel & (cells["mean"] == best), "bold"] = True
-    return Ablation(rows=rows, cells=cells, metrics=metrics, row_factors=row_factors, directions=directions)
+        sel = np.flatnonzero((cells["metric"] == m).to_numpy() & cells["mean"].notna().to_numpy())
+        if direction not in ("max", "min") or cells["mean"].iloc[sel].nunique() < 2:
+            continue
+        sign = 1.0 if direction == "max" else -1.0
+        best = (cells["mean"].iloc[sel] * sign).max()
+        for i in sel:
+            c = cells.iloc[i]
+            if c["mean"] * sign != best:
+                continue
+            if not c["is_baseline"]:
+                bold[i] = bool(c["significant"]) and c["delta"] * sign > 0
+            else:
+                others = [j for j in sel if not cells["is_baseline"].iloc[j]
+                          and base_labels.get(cells["label"].iloc[j]) == c["label"]]
+                bold[i] = bool(others) and all(bool(cells["significant"].iloc[j]) and cells["delta"].iloc[j] * sign < 0
+                                               for j in others)
+    return bold.tolist()
+
 
 
 def _arrow(direction: str | None) -> str:
@@ -257,12 +340,38 @@ def ablation_grid(t: Ablation) -> Grid:
                 dt = fmt(c["delta"], d, sign=True)
                 title = f"Δ vs {r['baseline']}"
                 if np.isfinite(c["dlo"]):
-                    title += f": 95% CI [{fmt(c['dlo'], d, sign=True)}, {fmt(c['dhi'], d, sign=True)}]"
-                if c["significant"] is False:
-                    dt += " n.s."
+                    title += f": CI [{fmt(c['dlo'], d, sign=True)}, {fmt(c['dhi'], d, sign=True)}]"
+                if np.isfinite(c["p"]):
+                    title += f"; p={fmt_p(c['p'])}, adjusted {fmt_p(c['p_adj'])}; d={fmt(c['d'], 2)}"
+                if c["stars"] == "n.s.":
+                    dt += " n.s." + (f" (MDE {fmt(c['mde'], d)})" if np.isfinite(c["mde"]) else "")
+                elif c["stars"]:
+                    dt += c["stars"]
                 row.append(Cell(dt, title=title))
         out.append(row)
     return Grid(header=header, rows=out, n_index=max(len(t.row_factors), 1))
+
+
+def fmt_p(p: float) -> str:
+    """p-values: 2 significant digits, "<0.001" below that."""
+    if p is None or not np.isfinite(p):
+        return "—"
+    return "<0.001" if p < 0.001 else f"{p:.2g}" if p < 0.1 else f"{p:.2f}"
+
+
+def power_grid(t: Ablation, level: float, power: float) -> Grid:
+    """Per metric: seed-to-seed SD, the MDE at the seeds run, and seeds needed for the target Δ."""
+    rows = []
+    for r in t.power.to_dict("records"):
+        d = decimals_for(t.cells.loc[t.cells["metric"] == r["metric"], "mean"])
+        need = r["seeds_needed"]
+        rows.append([Cell(metric_label(r["metric"])), Cell(fmt(r["sd"], d) + f" (df {r['sd_df']})"),
+                     Cell(str(r["seeds"])), Cell(fmt(r["mde"], d)),
+                     Cell("—" if r["target_delta"] is None else fmt(r["target_delta"], d)),
+                     Cell("—" if r["target_delta"] is None else (">1000" if need is None else str(need)))])
+    return Grid(header=["metric", "seed SD (pooled)", "seeds per arm", f"MDE ({int(power * 100)}% power)",
+                        "target Δ", "seeds needed"], rows=rows, n_index=1,
+                caption=f"power of the two-sided t-test at α={t.alpha} (unadjusted), equal arms")
 
 
 def ablation_csv(t: Ablation) -> pd.DataFrame:
@@ -363,7 +472,7 @@ def to_html(g: Grid, css_class: str = "ablation") -> str:
         if c.bold and c.text:
             t = f"<strong>{t}</strong>"
         title = f' title="{html.escape(c.title)}"' if c.title else ""
-        classes = [x for x, on in (("ns", c.text.endswith("n.s.")), ("l", left)) if on]
+        classes = [x for x, on in (("ns", "n.s." in c.text), ("l", left)) if on]
         cls = f' class="{" ".join(classes)}"' if classes else ""
         return f"<{tag}{title}{cls}>{t}</{tag}>"
 

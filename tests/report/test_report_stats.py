@@ -82,3 +82,90 @@ def test_band_nan_aware():
     assert mean.tolist() == [2.0, 3.0, 5.0]
     assert lo[:2].tolist() == [1.0, 2.0] and hi[:2].tolist() == [3.0, 4.0]  # n=2 → [min, max]
     assert math.isnan(lo[2]) and math.isnan(hi[2])  # one run only at the last step
+
+
+# ------------------------------------------------------------------------------ t intervals, Welch, corrections
+
+def test_t_interval_on_three_values_by_hand():
+    # mean 1/3, s² = (0.1667² + 0.1333² + 0.0333²) / 2 = 0.023333, se = s/√3 = 0.088192;
+    # t(2) quantile in closed form: (2q − 1)/√(2q(1 − q)) = 0.95/√0.04875 = 4.302653
+    ci = stats.t_ci([0.5, 0.2, 0.3])
+    half = 0.95 / math.sqrt(0.04875) * math.sqrt(0.07 / 3 / 3)
+    assert ci.mean == pytest.approx(1 / 3, abs=1e-12) and ci.n == 3
+    assert (ci.lo, ci.hi) == (pytest.approx(1 / 3 - half, abs=1e-9), pytest.approx(1 / 3 + half, abs=1e-9))
+    assert (ci.lo, ci.hi) == (pytest.approx(-0.046125, abs=1e-6), pytest.approx(0.712792, abs=1e-6))
+    assert math.isnan(stats.t_ci([0.4]).lo)
+
+
+def test_welch_two_by_two_closed_form():
+    # equal variances, n = 2 + 2: df = 2 and the t(2) CDF is 1/2 + t/(2√(2 + t²)) → p = 1 − t/√(2 + t²)
+    w = stats.welch([0.40, 0.44], [0.30, 0.34])
+    t = 0.10 / math.sqrt(0.0008)
+    assert (w.delta, w.se, w.df) == (pytest.approx(0.10), pytest.approx(math.sqrt(0.0008)), pytest.approx(2.0))
+    assert w.p == pytest.approx(1 - t / math.sqrt(2 + t * t), abs=1e-12)
+    half = 0.95 / math.sqrt(0.04875) * math.sqrt(0.0008)
+    assert (w.lo, w.hi) == (pytest.approx(0.10 - half, abs=1e-9), pytest.approx(0.10 + half, abs=1e-9))
+    assert math.isnan(stats.welch([0.4], [0.3, 0.34]).p)
+    same = stats.welch([1.0, 1.0], [1.0, 1.0])
+    assert same.p == 1.0 and stats.welch([2.0, 2.0], [1.0, 1.0]).p == 0.0
+
+
+def test_holm_and_bh_on_four_p_values_by_hand():
+    p = [0.01, 0.04, 0.03, 0.005]
+    # Holm: sorted 0.005·4 = 0.02, 0.01·3 = 0.03, 0.03·2 = 0.06, 0.04·1 = 0.04 → running max 0.06
+    assert stats.holm(p).tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02], abs=1e-12)
+    # BH: 0.005·4/1 = 0.02, 0.01·4/2 = 0.02, 0.03·4/3 = 0.04, 0.04·4/4 = 0.04 → running min from the top
+    assert stats.bh(p).tolist() == pytest.approx([0.02, 0.04, 0.04, 0.02], abs=1e-12)
+    assert stats.holm([0.5, np.nan, 0.9]).tolist()[0] == pytest.approx(1.0)  # 0.5·2, capped; NaN not counted
+    assert math.isnan(stats.holm([0.5, np.nan])[1]) and stats.holm([0.5, np.nan])[0] == 0.5
+    assert stats.adjust(p, "none").tolist() == p
+    with pytest.raises(ValueError):
+        stats.adjust(p, "bonferroni")
+
+
+def test_cohens_d_mde_and_seeds_needed():
+    assert stats.cohens_d([1, 2, 3], [0, 1, 2]) == pytest.approx(1.0)  # Δ 1, pooled SD 1
+    # MDE is the Δ at which the noncentral-t power is the target; large df → (z_.975 + z_.8) · se
+    for df in (2, 4, 10):
+        assert stats.power(stats.mde(0.1, df), 0.1, df) == pytest.approx(0.8, abs=1e-8)
+    assert stats.mde(1.0, 1e6) == pytest.approx(1.959964 + 0.841621, abs=1e-3)
+    assert stats.mde(0.0, 4) == 0.0 and math.isnan(stats.mde(0.1, 0))
+    # seeds per arm for Δ = 1 SD: n = 17 (the classical two-sample answer at 80% / 0.05)
+    assert stats.seeds_needed(1.0, 1.0) == 17
+    # Welch's MDE at few seeds is larger than the Student formula's (its df is random and smaller), and
+    # matches a direct simulation of Welch's test at the MDE: 80% power
+    assert stats.welch_mde(1.0, 3, 3) > stats.mde(np.sqrt(2 / 3), 4)
+    rng = np.random.default_rng(3)
+    delta = stats.welch_mde(1.0, 3, 3)
+    hits = [stats.welch(rng.normal(delta, 1, 3), rng.normal(0, 1, 3)).p < 0.05 for _ in range(4000)]
+    assert np.mean(hits) == pytest.approx(0.8, abs=0.025)
+    assert stats.seeds_needed(0.05, 0.03, extra_var=0.03 ** 2) is None  # the problem floor is above 0.05
+    sd, df = stats.pooled_sd([[1.0, 3.0], [2.0, 2.0, 2.0], [5.0]])
+    assert (sd, df) == (pytest.approx(math.sqrt(2 / 3)), 3)
+
+
+# ------------------------------------------------------------------------------ several suites
+
+def test_iqm_by_hand():
+    assert stats.iqm([1, 2, 3, 4, 5, 6, 7, 8]) == 4.5  # drop 2 from each end: mean of 3..6
+    assert stats.iqm([1, 2, 3, 100]) == 2.5  # drop 1 each end: the outlier is gone
+    assert stats.iqm([[0.1, 0.9], [0.5, np.nan], [0.3, 0.7]]) == pytest.approx(0.5)  # 5 values, drop 1 each end
+
+
+def test_probability_of_improvement_and_profiles_by_hand():
+    # suite 1: pairs (1,1) tie ½, (1,0) 1, (2,1) 1, (2,0) 1 → 3.5/4; suite 2: 0.2 < 0.3 twice, 0.4 > 0.3 twice → ½
+    x = [[1.0, 0.2], [2.0, 0.4]]
+    y = [[1.0, 0.3], [0.0, 0.3]]
+    assert stats.prob_improvement(x, y) == pytest.approx((0.875 + 0.5) / 2)
+    assert stats.prob_improvement(y, x) == pytest.approx(1 - (0.875 + 0.5) / 2)
+    prof = stats.performance_profile([[0.1, 0.5], [0.6, 0.9]], [0.2, 0.55])
+    assert prof.tolist() == [pytest.approx(0.75), pytest.approx(0.5)]  # (½ + 1)/2, (½ + ½)/2
+
+
+def test_stratified_bootstrap_resamples_within_suites():
+    S = np.array([[0.0, 10.0], [1.0, 11.0]])
+    m, lo, hi = stats.stratified_ci(lambda a: a[:, 0].mean(), [S], resamples=500, seed=0)
+    assert (m, lo, hi) == (0.5, 0.0, 1.0)  # column 0 only ever holds its own values
+    rng = np.random.default_rng(0)
+    idx = stats.stratified_indices(rng, 2, 2, 500)
+    assert idx.shape == (500, 2, 2) and set(np.unique(idx)) == {0, 1}

@@ -80,7 +80,9 @@ def sweep(store):
 
 @pytest.fixture(scope="module")
 def report(sweep):
-    spec = ReportSpec.from_dict({"baseline": {"algo": "grpo"}})
+    # the percentile bootstrap keeps this module's hand-computed [min, max] intervals; the default Student-t
+    # intervals are checked in test_default_t_intervals_welch_holm
+    spec = ReportSpec.from_dict({"baseline": {"algo": "grpo"}, "interval": "bootstrap"})
     return build_report(sweep["uri"], "abl", spec, sweep["dir"] / "reports")
 
 
@@ -174,16 +176,24 @@ def test_val_acc_means_cis_deltas(report):
     p16 = cell(report, "algo=ppo, length=16k", "val/acc")
     assert (p16["mean"], p16["lo"], p16["hi"]) == (approx(0.42), approx(0.40), approx(0.44))
     assert (p16["delta"], p16["dlo"], p16["dhi"]) == (approx(0.10), approx(0.06), approx(0.14))
-    assert p16["significant"] is True and p16["bold"]
+    # Welch with 2 + 2 equal-variance values: t = 0.10 / √(0.0004 + 0.0004) = 3.5355, df = 2, and the t(2)
+    # CDF is 1/2 + t / (2√(2 + t²)), so p = 1 − t/√(2 + t²); Holm over the column's 2 comparisons doubles
+    # the smaller p. The bootstrap interval [0.06, 0.14] excludes 0 but p_adj = 0.143: n.s., not bold.
+    t = 0.10 / math.sqrt(0.0008)
+    assert p16["p"] == pytest.approx(1 - t / math.sqrt(2 + t * t), abs=1e-9)
+    assert p16["p_adj"] == pytest.approx(2 * p16["p"], abs=1e-12)
+    assert p16["significant"] is False and not p16["bold"] and p16["stars"] == "n.s."
+    assert p16["d"] == approx(0.10 / math.sqrt(0.0008))  # pooled SD √0.0008 = 0.0283
     # the running (0.99), failed and killed (0.0) runs are not in this mean
     p24 = cell(report, "algo=ppo, length=24k", "val/acc")
     assert (p24["mean"], p24["lo"], p24["hi"]) == (approx(0.38), approx(0.35), approx(0.41))
     assert (p24["delta"], p24["dlo"], p24["dhi"]) == (approx(0.01), approx(-0.03), approx(0.05))
-    assert p24["significant"] is False and not p24["bold"]
+    assert p24["significant"] is False and not p24["bold"] and p24["p"] > p16["p"]
+    assert p24["p_adj"] == approx(p24["p"])  # Holm: the larger of 2 p-values is max(2 p_(1), p_(2))
     # the superseded 0.90 is not in grpo/16k either, the old sweep's 0.99 neither
     assert cell(report, "algo=grpo, length=24k", "val/acc")["mean"] == approx(0.37)
     bold = report.ablation.cells.query("metric == 'val/acc' and bold")["label"].tolist()
-    assert bold == ["algo=ppo, length=16k"]
+    assert bold == []  # the best row (ppo/16k) is not significantly better than its baseline
 
 
 def test_cells_with_fewer_values_and_lower_is_better(report):
@@ -191,16 +201,16 @@ def test_cells_with_fewer_values_and_lower_is_better(report):
     assert (g24["mean"], g24["n"]) == (approx(0.70), 1) and math.isnan(g24["lo"])
     p24 = cell(report, "algo=ppo, length=24k", "val/gsm8k/acc")
     assert (p24["mean"], p24["delta"], p24["significant"]) == (approx(0.85), approx(0.15), None)
-    assert math.isnan(p24["dlo"]) and p24["bold"]
+    assert math.isnan(p24["dlo"]) and not p24["bold"]  # best, but untested (its baseline has one value)
     p16 = cell(report, "algo=ppo, length=16k", "val/gsm8k/acc")
     assert (p16["delta"], p16["dlo"], p16["dhi"], p16["significant"]) == (approx(0.05), approx(-0.05), approx(0.15), False)
     clip = report.ablation.cells.query("metric == 'response_length/clip_ratio'").set_index("label")
     assert clip["mean"].tolist() == [approx(0.15), approx(0.03), approx(0.13), approx(0.02)]
-    assert clip["bold"].tolist() == [False, False, False, True]  # lowest truncation is best
+    assert clip["bold"].tolist() == [False, False, False, False]  # lowest (ppo/24k) is best but n.s.
     assert (clip.loc["algo=ppo, length=24k", "dlo"], clip.loc["algo=ppo, length=24k", "dhi"]) == (approx(-0.03), approx(0.01))
     wall = report.ablation.cells.query("metric == 'summary/wall_time_s'").set_index("label")
     assert wall["mean"].tolist() == [3700, 5100, 4000, 6200]
-    assert wall["bold"].tolist() == [True, False, False, False]
+    assert wall["bold"].tolist() == [False, False, False, False]  # best is a baseline; ppo/16k's p = 0.20
     assert (wall.loc["algo=ppo, length=24k", "delta"], wall.loc["algo=ppo, length=24k", "dlo"],
             wall.loc["algo=ppo, length=24k", "dhi"]) == (1100, 800, 1400)
     length = report.ablation.cells.query("metric == 'response_length/mean'")
@@ -223,21 +233,28 @@ def test_rendered_markdown_latex_html(report):
     md = (report.out_dir / "report.md").read_text()
     assert "| algo | length | n | val acc ↑ | Δ | val gsm8k acc ↑ | Δ | length | Δ | truncation ↓ | Δ | wall time (s) ↓ | Δ |" in md
     assert "| grpo | 16k | 2 (+1 superseded) | 0.320 [0.300, 0.340] | baseline |" in md
-    # length Δ CI = [380 - 420, 400 - 400] = [-40, 0]: touching 0 counts as covering it → n.s.
-    assert ("| ppo | 16k | 2 | **0.420 [0.400, 0.440]** | +0.100 | 0.600 [0.550, 0.650] | +0.050 n.s. | "
-            "390 [380, 400] | -20 n.s. | 0.130 [0.120, 0.140] | -0.020 n.s. | 4000 [4000, 4000] | +300 |") in md
-    assert ("| ppo | 24k | 2 (+1 failed, 1 killed, 1 running) | 0.380 [0.350, 0.410] | +0.010 n.s. | "
-            "**0.850 [0.800, 0.900]** | +0.150 |") in md
+    # n.s. = Holm-adjusted Welch p ≥ 0.05, followed by the MDE at the seeds run: val/acc's seed SD pooled over
+    # the 4 rows = √((0.0008 + 0.0002 + 0.0008 + 0.0018) / 4) = 0.030 (4 df); MDE = SE · 10.43 with
+    # SE = 0.030 · √(1/2 + 1/2): Welch's power at 2 + 2 seeds (stats.welch_mde; test_report_stats checks it)
+    assert ("| ppo | 16k | 2 | 0.420 [0.400, 0.440] | +0.100 n.s. (MDE 0.313) | 0.600 [0.550, 0.650] | "
+            "+0.050 n.s. (MDE 0.737) | 390 [380, 400] | -20 n.s. (MDE 286) | 0.130 [0.120, 0.140] | "
+            "-0.020 n.s. (MDE 0.390) | 4000 [4000, 4000] | +300 n.s. (MDE 1806) |") in md
+    assert ("| ppo | 24k | 2 (+1 failed, 1 killed, 1 running) | 0.380 [0.350, 0.410] | +0.010 n.s. (MDE 0.313) | "
+            "0.850 [0.800, 0.900] | +0.150 |") in md
     assert "| grpo | 24k | 2 | 0.370 [0.360, 0.380] | baseline | 0.700 (n=1) | baseline |" in md
     assert "| grpo | 0.320 | 0.370 | **0.345** |" in md and "| **mean** | **0.370** | **0.375** |" in md
+    assert "| val acc | 0.030 (df 4) | 2 | 0.313 | — | — |" in md  # the power table
+    assert "## Definitions" in md and "**adjusted p**: Holm" in md
     tex = (report.out_dir / "table.tex").read_text()
     assert "\\toprule" in tex and "\\bottomrule" in tex
-    assert "\\textbf{0.420 [0.400, 0.440]}" in tex and "+0.010 n.s." in tex and "val acc $\\uparrow$" in tex
+    assert "0.420 [0.400, 0.440]" in tex and "+0.010 n.s. (MDE 0.313)" in tex and "val acc $\\uparrow$" in tex
+    assert "holm-adjusted p" in tex and "\\item \\textbf{MDE}" in tex
     html = (report.out_dir / "report.html").read_text()
-    assert "<strong>0.420 [0.400, 0.440]</strong>" in html
+    assert '<td title="Δ vs algo=grpo, length=16k: CI [+0.060, +0.140]; p=0.072, adjusted 0.14; d=3.54" class="ns">' in html
     assert 'src="data:image/png;base64,' in html and 'src="http' not in html and "<link" not in html
     csv = pd.read_csv(report.out_dir / "table.csv")
-    assert len(csv) == 4 * 5 and {"mean", "lo", "hi", "delta", "dlo", "dhi", "significant", "bold"} <= set(csv.columns)
+    assert len(csv) == 4 * 5 and {"mean", "lo", "hi", "delta", "dlo", "dhi", "p", "p_adj", "d", "mde", "significant",
+                                   "bold"} <= set(csv.columns)
 
 
 def test_files_and_artifacts_on_parent(report, sweep):
@@ -298,7 +315,8 @@ def test_cli(sweep, tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0 and f"wrote {tmp_path / 'out' / 'abl'}/" in out
     md = (tmp_path / "out" / "abl" / "report.md").read_text()
-    assert "| ppo | 16k | 2 | **0.470 [0.450, 0.490]** | +0.100 |" in md  # best = step 5 = final + 0.05
+    # best = step 5 = final + 0.05; default Student-t interval: 0.47 ± 12.706 · 0.0283 / √2
+    assert "| ppo | 16k | 2 | 0.470 [0.216, 0.724] | +0.100 n.s. (MDE 0.313) |" in md
     assert "| truncation_max | 0.25 |" in md
     rc = main(["nope", "--tracking-uri", sweep["uri"], "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
@@ -324,3 +342,18 @@ def test_defaults_file_matches_code():
 
     assert DEFAULTS_FILE.is_file()
     assert ReportSpec.from_dict(load_defaults()) == ReportSpec()
+
+
+def test_correction_and_family_from_the_report_block(sweep, tmp_path):
+    from rlkit.report import stats
+
+    base = {"baseline": {"algo": "grpo"}, "curves": [], "per_problem": False}
+    col = build_report(sweep["uri"], "abl", ReportSpec.from_dict(base), tmp_path, log_artifacts=False).ablation.cells
+    tab = build_report(sweep["uri"], "abl", ReportSpec.from_dict({**base, "correction": "bh", "family": "table"}),
+                       tmp_path, log_artifacts=False).ablation.cells
+    p = tab["p"].to_numpy()
+    assert np.allclose(tab["p_adj"].to_numpy(), stats.bh(p), equal_nan=True)  # one family: the whole table
+    acc = col[col["metric"] == "val/acc"]
+    assert np.allclose(acc["p_adj"].to_numpy(), stats.holm(acc["p"].to_numpy()), equal_nan=True)  # per column
+    with pytest.raises(ValueError, match="correction must be one of"):
+        ReportSpec.from_dict({"correction": "bonferroni"})
