@@ -102,6 +102,7 @@ def analyze(tracking_uri: str, target: str, spec: ReportSpec | None = None, *, s
                           resamples=spec.resamples, level=spec.level, seed=spec.seed, interval=spec.interval,
                           correction=spec.correction, family=spec.family, alpha=spec.alpha, power=spec.power,
                           target_of=spec.target_for)
+    abl.base = tables.base_rows(runs, collect.values_at(history, metrics, 0, directions), metrics)
     factorials = []
     if fac_rows and col_factors:
         factorials = [tables.factorial(runs, values, m, fac_rows, col_factors, sweep.factors)

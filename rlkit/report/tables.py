@@ -107,6 +107,24 @@ class Ablation:
     correction: str = "holm"
     family: str = "column"
     interval: str = "t"
+    base: pd.DataFrame = field(default_factory=pd.DataFrame)  # label, metric, mean, n: the base model at step 0
+
+
+def base_rows(runs: pd.DataFrame, values0: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """The base model's row(s): each metric's mean at step 0 over the runs that start from it (one row per
+    `model` when the sweep varies the model; a metric not logged at step 0, e.g. a training metric, is absent).
+    Every arm starts from these weights, so the row is where each arm's Δ over training is read from."""
+    runs = runs[runs["in_means"]]
+    by_model = "model" in runs.columns and runs["model"].nunique() > 1
+    out = []
+    for model, g in (runs.groupby("model", sort=False) if by_model else [(None, runs)]):
+        label = "base model (step 0)" + (f", model={model}" if model is not None else "")
+        v = values0.reindex(g["run_id"])
+        for m in [m for m in metrics if not m.startswith("summary/")]:  # (summaries are read as "last")
+            x = v[m].dropna() if m in v.columns else pd.Series(dtype=float)
+            if len(x):
+                out.append({"label": label, "metric": m, "mean": float(x.mean()), "n": len(x)})
+    return pd.DataFrame(out, columns=["label", "metric", "mean", "n"])
 
 
 def _matches(value: str, wanted: str) -> bool:
@@ -314,6 +332,14 @@ def ablation_grid(t: Ablation) -> Grid:
     dec = {m: decimals_for(t.cells.loc[t.cells["metric"] == m, "mean"]) for m in t.metrics}
     idx = {(c["label"], c["metric"]): c for c in t.cells.to_dict("records")}
     out = []
+    base = {(b["label"], b["metric"]): b for b in t.base.to_dict("records")}
+    for label in dict.fromkeys(b["label"] for b in base.values()):
+        row = [Cell(label)] + [Cell("") for _ in t.row_factors[1:]]
+        row.append(Cell(str(max(b["n"] for (lab, _), b in base.items() if lab == label))))
+        for m in t.metrics:
+            b = base.get((label, m))
+            row += [Cell(fmt(b["mean"], dec[m]) if b else "—", title="the base model, before any update"), Cell("")]
+        out.append(row)
     for r in t.rows.to_dict("records"):
         row = [Cell(str(v)) for v in r["row_key"]] or [Cell(r["label"])]
         ntext = str(r["n"])
@@ -377,7 +403,10 @@ def power_grid(t: Ablation, level: float, power: float) -> Grid:
 def ablation_csv(t: Ablation) -> pd.DataFrame:
     """Tidy numbers of the table (one row per row × metric) for table.csv."""
     rows = t.rows[["label", "n", "baseline"]]
-    return t.cells.merge(rows.rename(columns={"n": "row_n"}), on="label")
+    cells = t.cells.merge(rows.rename(columns={"n": "row_n"}), on="label")
+    if t.base.empty:
+        return cells
+    return pd.concat([t.base.assign(row_n=t.base["n"], baseline=None, step=0), cells], ignore_index=True)
 
 
 # ------------------------------------------------------------------------------------------- factorial

@@ -253,7 +253,11 @@ def test_rendered_markdown_latex_html(report):
     assert '<td title="Δ vs algo=grpo, length=16k: CI [+0.060, +0.140]; p=0.072, adjusted 0.14; d=3.54" class="ns">' in html
     assert 'src="data:image/png;base64,' in html and 'src="http' not in html and "<link" not in html
     csv = pd.read_csv(report.out_dir / "table.csv")
-    assert len(csv) == 4 * 5 and {"mean", "lo", "hi", "delta", "dlo", "dhi", "p", "p_adj", "d", "mde", "significant",
+    base = csv[csv["label"] == "base model (step 0)"]  # the values every run logged at step 0 (not the summary)
+    assert base["metric"].tolist() == ["val/acc", "val/gsm8k/acc", "response_length/mean", "response_length/clip_ratio"]
+    assert base["mean"].tolist() == pytest.approx([0.1, 0.1, 300, 0.5])
+    assert "| base model (step 0) |" in md
+    assert len(csv) == 4 * 5 + 4 and {"mean", "lo", "hi", "delta", "dlo", "dhi", "p", "p_adj", "d", "mde", "significant",
                                    "bold"} <= set(csv.columns)
 
 
