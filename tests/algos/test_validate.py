@@ -165,3 +165,23 @@ def test_compose_places_files_under_algo_package():
             cfg = compose(overrides=[f"+algo={name}", "algo.mini_batches=4"])
             assert list(cfg) == ["algo"] and cfg.algo.name == name and cfg.algo.mini_batches == 4
             validate_algo(OmegaConf.to_container(cfg.algo, resolve=True))
+
+
+def two_args(token_rewards, mask):  # not an estimator: the loop passes group and values too
+    return token_rewards, token_rewards
+
+
+def own(token_rewards, mask, group, values=None, *, scale=1.0):
+    return token_rewards * scale, token_rewards
+
+
+def test_estimators_are_accepted_by_signature_not_by_name():
+    validate_algo(_with(advantage={"_target_": f"{__name__}.own", "_partial_": True, "scale": 0.5}))
+    with pytest.raises(ValueError, match="algo.advantage.scal"):
+        validate_algo(_with(advantage={"_target_": f"{__name__}.own", "_partial_": True, "scal": 0.5}))
+    with pytest.raises(ValueError, match=r"algo.advantage._target_.*fn\(token_rewards, mask, group, values"):
+        validate_algo(_with(advantage={"_target_": f"{__name__}.two_args", "_partial_": True}))
+    with pytest.raises(ValueError, match="importable function"):
+        validate_algo(_with(advantage={"_target_": f"{__name__}.missing", "_partial_": True}))
+    with pytest.raises(ValueError, match="needs a value model"):  # gae.needs_values, not a name list
+        validate_algo(_with(advantage=GAE))
