@@ -104,7 +104,8 @@ def run_job(cfg: DictConfig) -> float:
             tracker.set_tags({"rlkit.resumes": str(resumes)})
             print(f"[rlkit] resuming MLflow run {resume_id} from {ckpt_dir} (resume #{resumes})", file=sys.stderr)
         from rlkit.models.load import model_path
-        from rlkit.train import torch_threads, train
+        from rlkit.steps.parts import torch_threads
+        from rlkit.train import train
 
         tracker.log_provenance(torch_threads(cfg), bool(cfg.trainer.get("deterministic")), resumes)
 
