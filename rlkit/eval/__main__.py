@@ -162,7 +162,8 @@ def evaluate_target(cfg: DictConfig) -> None:
 def launch_sweep(run_ids: list[str]) -> None:
     """Each finished run of the sweep as one job of a multirun through the configured launcher."""
     passed = [a for a in sys.argv[1:] if not a.startswith(("evaluate.target=", "-m", "--multirun"))]
-    cmd = [sys.executable, "-m", "rlkit.eval", "-m", f"evaluate.target={','.join(run_ids)}", "seed=0", *passed]
+    cmd = [sys.executable, "-m", "rlkit.eval", "-m", f"evaluate.target={','.join(run_ids)}", "seed=0",
+           "~hydra.callbacks.sweep_tracking", *passed]  # (the jobs log into the sweep's runs: no new parent run)
     print(f"[rlkit.eval] {len(run_ids)} finished runs: {' '.join(cmd[2:])}", file=sys.stderr)
     raise SystemExit(subprocess.call(cmd))
 

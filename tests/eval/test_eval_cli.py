@@ -46,3 +46,16 @@ def test_eval_of_a_finished_run_logs_into_it_and_resumes(tmp_path):
     r = run_rlkit(args, tmp_path, module="rlkit.eval")  # the same command again: nothing to do
     assert r.returncode == 0 and "already logged" in r.stderr
     assert len(mc.get_metric_history(run.info.run_id, "eval/tiny_arith/pass_at_4")) == 1
+
+
+def test_eval_of_a_sweep_is_a_multirun_over_its_finished_runs(tmp_path):
+    r = run_rlkit(["-m", "seed=0,1", "trainer.steps=2", "trainer.prompts_per_step=4", "data.val_size=16",
+                   "trainer.eval_every=2", "eval=none", "sweep.name=evs"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = run_rlkit(["evaluate.target=evs", "eval.k=2", "eval.size=8"], tmp_path, module="rlkit.eval")
+    assert r.returncode == 0, r.stderr[-3000:]
+    mc, runs = _runs(tmp_path, "evs")
+    children = [x for x in runs if x.data.tags.get("rlkit.role") == "child"]
+    assert len(children) == 2 and len(runs) == 3  # the sweep's parent and its two runs: no new parent run
+    for run in children:
+        assert [h.step for h in mc.get_metric_history(run.info.run_id, "eval/tiny_arith/pass_at_2")] == [2]
