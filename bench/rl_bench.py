@@ -62,6 +62,7 @@ BENCH_OVERRIDES = [
     "trainer.eval_every=1000000",      # no evaluation inside measured steps (the last step evaluates: dropped)
     "trainer.checkpoint_every=1000000",
     "data.val_size=16",                # the evaluation before step 1 only (not timed)
+    "eval=none",                       # no eval suite at step 0 or the end (TRL has none)
     "model.context_length=null",       # do not clamp max new tokens by the context
 ]
 PARTS = ("generation", "reward", "old/ref logprobs", "advantage+other", "update")
@@ -232,6 +233,9 @@ class Recorder:
         self._mark()
 
     def log_text(self, text: str, name: str) -> None:
+        pass
+
+    def log_file(self, path: str, artifact_path: str) -> None:
         pass
 
 

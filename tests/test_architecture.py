@@ -15,7 +15,7 @@ PARTS = {
     "rlkit.rewards": "rewards",
     "rlkit.models": "models",
     "rlkit.backends": "backends",
-    "rlkit.checkpoint": "state", "rlkit.tracking": "state",
+    "rlkit.checkpoint": "state", "rlkit.tracking": "state", "rlkit.spool": "state",
     "rlkit.config": "config",
     "rlkit.distributed": "distributed",
     "rlkit.rollout": "rollout",
@@ -24,7 +24,7 @@ PARTS = {
     "rlkit.report": "report",
     "rlkit.launch": "launch",
     # entry points (commands): may import any part
-    "rlkit.run": "entry", "rlkit.passrate": "entry", "rlkit.status": "entry", "rlkit.submit": "entry",
+    "rlkit.run": "entry", "rlkit.passrate": "entry", "rlkit.status": "entry", "rlkit.submit": "entry", "rlkit.sync": "entry",
     "rlkit.bench": "entry", "rlkit.models.build_tiny": "entry", "rlkit.report.__main__": "entry",
     "rlkit.eval.__main__": "entry",
 }

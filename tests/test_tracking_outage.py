@@ -86,9 +86,9 @@ def spooled_steps(tmp: Path) -> list[tuple[int, int]]:
     return out
 
 
-def job(tmp: Path, uri: str, steps: int) -> subprocess.Popen:
+def job(tmp: Path, uri: str, steps: int, flush_s: float = 3) -> subprocess.Popen:
     a = [f"trainer.steps={steps}", "trainer.eval_every=50", "trainer.checkpoint_every=25", *FAST,
-         "sweep.name=outage", f"tracking.uri={uri}", "tracking.flush_timeout_s=3", f"hydra.run.dir={tmp}/out"]
+         "sweep.name=outage", f"tracking.uri={uri}", f"tracking.flush_timeout_s={flush_s}", f"hydra.run.dir={tmp}/out"]
     return subprocess.Popen([sys.executable, "-m", "rlkit.run", *a], cwd=REPO, env=env(tmp),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -112,7 +112,9 @@ def check(server: Server, steps: int) -> None:
 
 def test_server_down_mid_run_and_back_loses_nothing(tmp_path, server, tiny_path):
     steps, outage = 250, 15.0
-    p = job(tmp_path, server.uri, steps)
+    # the job may end soon after the server is back (a quiet machine runs 250 tiny steps in ~25 s and a
+    # restarted server takes ~10 s to answer): the default flush window lets the backlog drain before exit
+    p = job(tmp_path, server.uri, steps, flush_s=60)
     wait_for(lambda: server.steps() >= 5, p)
     server.kill()
     t_kill = time.time()
