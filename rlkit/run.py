@@ -31,9 +31,7 @@ def job_tags(cfg: DictConfig, hc, sweep: dict | None) -> dict[str, str]:
     tags = {g: str(choices.get(g)) for g in GROUPS if choices.get(g) is not None}
     sha, dirty = git_info()
     tags.update(seed=str(cfg.seed), sweep=cfg.sweep.name, git_sha=sha, git_dirty=str(dirty),
-                sweep_id=(sweep or {}).get("sweep_id", "none"), **{"rlkit.overrides": " ".join(hc.overrides.task),
-                                                                   # the budget at this model's scale (16k -> 40 on tiny)
-                                                                   "rlkit.max_response_tokens": str(cfg.length.max_response_tokens)})
+                sweep_id=(sweep or {}).get("sweep_id", "none"), **{"rlkit.overrides": " ".join(hc.overrides.task)})
     for o in hc.overrides.task:
         key, _, value = o.lstrip("+~").partition("=")
         if key not in GROUPS and key not in ("seed",) and not key.startswith(("hydra", "sweep")):

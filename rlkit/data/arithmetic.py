@@ -50,6 +50,15 @@ def flaw_contexts(a: int, b: int) -> list[str]:
     return sorted({f for f in found if f})
 
 
+def accuracy_by_context(correct: list[bool], problems: list[Problem]) -> dict[str, float]:
+    """Accuracy per flaw context (`none`: problems without one); empty for problems without flaw tags."""
+    by_ctx: dict[str, list[bool]] = {}
+    for c, p in zip(correct, problems):
+        for ctx in p.meta.get("flaws", None) or (["none"] if "flaws" in p.meta else []):
+            by_ctx.setdefault(ctx, []).append(c)
+    return {ctx: sum(cs) / len(cs) for ctx, cs in sorted(by_ctx.items())}
+
+
 def question(a: int, b: int) -> str:
     return f"What is {a} + {b}?"
 

@@ -23,10 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import rlkit.launch  # noqa: F401  (rlkit's Hydra plugins)
 from rlkit.config import ConfigError
-
-
-def artifact_name(suite: str, step: int) -> str:
-    return f"eval/{suite}/step_{step:06d}.parquet"
+from rlkit.paths import eval_artifact
 
 
 def _client(cfg: DictConfig):
@@ -91,29 +88,28 @@ def evaluate_model(cfg: DictConfig, model_cfg: DictConfig, weights: dict | None)
     policy.eval()
     engine = make_engine(cfg, policy, tokenizer)
     cache: dict = {}
-    budget = response_budget(cfg, [prompt_ids(tokenizer, cache, g.template, p) for g, p in suite.groups][0])
-    metrics, table = run_suite(suite, engine, lambda template, probs: prompt_ids(tokenizer, cache, template, probs),
-                               budget)
+    prompts = lambda template, problems: prompt_ids(tokenizer, cache, template, problems)  # noqa: E731
+    budget_of = lambda ids: response_budget(cfg, ids)  # noqa: E731
+    metrics, table = run_suite(suite, engine, prompts, budget_of)
+    first, problems = suite.groups[0]
+    decoding = decoding_params(cfg.eval, budget_of(prompts(first.template, problems)))  # (the first group's budget)
     name = suite.name
     return ({f"eval/{name}/{k}": v for k, v in metrics.items()}, table,
-            {f"eval/{name}/{k}": str(v) for k, v in decoding_params(cfg.eval, budget).items()})
+            {f"eval/{name}/{k}": str(v) for k, v in decoding.items()})
 
 
-def log_eval(mc, run_id: str, suite: str, step: int, metrics: dict, table, params: dict) -> None:
-    from mlflow.entities import Metric, Param
+def log_eval(cfg: DictConfig, run_id: str, suite: str, step: int, metrics: dict, table, params: dict) -> None:
+    """Into an existing run, through the run's own Tracker (direct, no spool); a param the run already has
+    (an earlier evaluation's decoding) is kept: MLflow params cannot change."""
+    from rlkit.eval.suite import save_table
+    from rlkit.tracking import Tracker, sanitize
 
-    from rlkit.tracking import sanitize
-
-    now = int(__import__("time").time() * 1000)
-    mc.log_batch(run_id, metrics=[Metric(sanitize(k), float(v), now, step) for k, v in metrics.items()])
-    existing = mc.get_run(run_id).data.params
-    new = {sanitize(k): v for k, v in params.items() if sanitize(k) not in existing}
-    if new:
-        mc.log_batch(run_id, params=[Param(k, v) for k, v in new.items()])
+    tracker = Tracker(str(cfg.tracking.uri), run_id)
+    tracker.log(metrics, step)
+    existing = tracker.mc.get_run(run_id).data.params
+    tracker.log_params({k: v for k, v in params.items() if sanitize(k) not in existing})
     with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / Path(artifact_name(suite, step)).name
-        table.to_parquet(path, index=False)
-        mc.log_artifact(run_id, str(path), artifact_path=f"eval/{suite}")
+        tracker.log_file(str(save_table(table, d, suite, step)), f"eval/{suite}")
 
 
 def already_logged(mc, run_id: str, suite: str, step: int) -> bool:
@@ -121,7 +117,7 @@ def already_logged(mc, run_id: str, suite: str, step: int) -> bool:
         names = [Path(f.path).name for f in mc.list_artifacts(run_id, f"eval/{suite}")]
     except Exception:
         return False
-    return Path(artifact_name(suite, step)).name in names
+    return Path(eval_artifact(suite, step)).name in names
 
 
 def evaluate_target(cfg: DictConfig) -> None:
@@ -140,7 +136,7 @@ def evaluate_target(cfg: DictConfig) -> None:
             return
         rcfg = OmegaConf.merge(rcfg, {"eval": cfg.eval, "rollout": {"engine": cfg.rollout.engine}})
         metrics, table, params = evaluate_model(rcfg, rcfg.model, weights)
-        log_eval(mc, str(target), suite, step, metrics, table, params)
+        log_eval(cfg, str(target), suite, step, metrics, table, params)
         run_id = str(target)
     else:
         runs = _sweep_runs(mc, str(target))
@@ -153,7 +149,7 @@ def evaluate_target(cfg: DictConfig) -> None:
         run_id = mc.create_run(exp, run_name=f"{suite} {target}", tags={"rlkit.kind": "eval", "eval_target": str(target),
                                                                          "model": str(cfg.model.name)}).info.run_id
         step = 0
-        log_eval(mc, run_id, suite, step, metrics, table, params)
+        log_eval(cfg, run_id, suite, step, metrics, table, params)
         mc.set_terminated(run_id, "FINISHED")
     shown = {k.split("/", 2)[2]: round(v, 4) for k, v in metrics.items() if "/" not in k.split("/", 2)[2]}
     print(f"[rlkit.eval] run {run_id} step {step} {suite}: {shown}")

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from rlkit.data.problem import Problem
 from rlkit.data.stream import DataGroup
 from rlkit.eval.metrics import suite_metrics
+from rlkit.paths import eval_artifact
 from rlkit.rewards.accuracy import extract_answer, same_answer
 from rlkit.rollout.base import SamplingParams
 
@@ -72,6 +73,13 @@ def _select(problems: list[Problem], ids: list[str], source: str) -> list[Proble
     return [by_id[i] for i in ids]
 
 
+def save_table(table: pd.DataFrame, directory: str | Path, suite: str, step: int) -> Path:
+    """The per-problem table as the artifact's file (its name from rlkit.paths.eval_artifact) in `directory`."""
+    path = Path(directory) / Path(eval_artifact(suite, step)).name
+    table.to_parquet(path, index=False)
+    return path
+
+
 def sampling(ev: DictConfig, budget: int) -> tuple[int, SamplingParams]:
     """(samples per problem, sampling params) of a suite; greedy means one sample."""
     max_tokens = int(ev.max_tokens) if ev.get("max_tokens") else budget
@@ -88,10 +96,10 @@ def decoding_params(ev: DictConfig, budget: int) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def run_suite(suite: Suite, engine, prompt_ids, budget: int) -> tuple[dict[str, float], pd.DataFrame]:
-    """Generate and score the suite; `prompt_ids(template, problems)` renders prompts the run's way."""
+def run_suite(suite: Suite, engine, prompt_ids, budget_of) -> tuple[dict[str, float], pd.DataFrame]:
+    """Generate and score the suite; `prompt_ids(template, problems)` renders prompts the run's way and
+    `budget_of(prompts)` is the run's response budget for them (as for val/acc)."""
     ev = suite.cfg
-    k, params = sampling(ev, budget)
     answer_from = str(ev.get("answer_from") or "tag")
     formatted = instantiate(ev.format) if ev.get("format") else None
     rows: list[dict[str, Any]] = []
@@ -99,6 +107,7 @@ def run_suite(suite: Suite, engine, prompt_ids, budget: int) -> tuple[dict[str, 
         torch.manual_seed(int(ev.seed))
         for group, problems in suite.groups:
             prompts = prompt_ids(group.template, problems)
+            k, params = sampling(ev, budget_of(prompts))
             for i in range(0, len(prompts), 64):
                 out = engine.generate(prompts[i:i + 64], k, params)
                 lengths = out.lengths.tolist()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import re
 import shutil
 import tempfile
@@ -45,7 +44,7 @@ def describe(path: Path | str) -> dict[str, Any]:
     """Greedy held-out accuracy (overall, per flaw context) and the sampled format/style mix of a warm start."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rlkit.data.arithmetic import load
+    from rlkit.data.arithmetic import accuracy_by_context, load
     from rlkit.rewards.accuracy import is_correct
     from rlkit.rollout.base import SamplingParams
     from rlkit.rollout.fast import FastEngine
@@ -57,10 +56,6 @@ def describe(path: Path | str) -> dict[str, Any]:
     prompts = [tok(prompt_text(tok, p.question), add_special_tokens=False)["input_ids"] for p in val]
     greedy = engine.generate(prompts, 1, SamplingParams(BUDGET, 1.0, 1.0, greedy=True))
     ok = [bool(is_correct(t, p, answer_from="tag")) for t, p in zip(greedy.texts, val)]
-    by_ctx: dict[str, list[bool]] = {}
-    for c, p in zip(ok, val):
-        for ctx in p.meta["flaws"] or ["none"]:
-            by_ctx.setdefault(ctx, []).append(c)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         sampled = engine.generate(prompts[:SAMPLED_PROMPTS], SAMPLES_PER_PROMPT,
@@ -70,7 +65,7 @@ def describe(path: Path | str) -> dict[str, Any]:
     verbose = sum(" write " in t for t in sampled.texts)
     lengths = sampled.lengths.float()
     return {"heldout_greedy_acc": sum(ok) / len(ok),
-            "heldout_greedy_acc_by_context": {k: sum(v) / len(v) for k, v in sorted(by_ctx.items())},
+            "heldout_greedy_acc_by_context": accuracy_by_context(ok, val),
             "heldout_problems": len(val),
             "sampled_formats": {k: formats[k] / n for k in sorted(formats)},
             "sampled_verbose_frac": verbose / n,
@@ -111,7 +106,6 @@ def main(argv: list[str] | None = None) -> None:
     conf = Path(__file__).resolve().parents[2] / "conf"
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         cfg = compose("config", overrides=args.overrides)
-    random.seed(0)
     out = args.out or Path(tempfile.mkdtemp(prefix=f"rlkit-{cfg.model.name}-"))
     record = build(tiny_spec(cfg.model), out)
     print(f"{cfg.model.name} -> {out}\n{summary(record)}")

@@ -219,8 +219,9 @@ def runs_table(runs: list) -> pd.DataFrame:
         }
         for k in tag_keys:
             row[k] = tags.get(k, UNSET)
-        if "rlkit.max_response_tokens" in tags and "length" in row:  # a scaled budget says its tokens: 16k (40 tok)
-            row["length"] = f"{row['length']} ({tags['rlkit.max_response_tokens']} tok)"
+        tokens, full = r.data.params.get("length.max_response_tokens"), r.data.params.get("length.full_scale_tokens")
+        if row.get("length", UNSET) != UNSET and tokens and full and tokens != full:  # scaled: `16k (44 tok)`
+            row["length"] = f"{row['length']} ({tokens} tok)"
         rows.append(row)
     cols = ["run_id", "run_name", "status", "mlflow_status", "seed", "start_time", "end_time", "artifact_uri",
             "git_sha", "git_dirty", *tag_keys]

@@ -39,6 +39,7 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 
+from rlkit.paths import eval_artifact
 from rlkit.report import stats
 
 ARTIFACT = re.compile(r"^eval/(?P<suite>[^/]+)/step_(?P<step>\d+)\.parquet$")
@@ -46,8 +47,7 @@ COLUMNS = ("problem_id", "sample", "correct", "answer", "length", "truncated")
 METRICS = ("acc", "pass@k")
 
 
-def artifact_path(suite: str, step: int) -> str:
-    return f"eval/{suite}/step_{int(step):06d}.parquet"
+artifact_path = eval_artifact  # (one naming rule, rlkit/paths.py)
 
 
 def local_dir(artifact_uri: str | None) -> Path | None:

@@ -262,32 +262,28 @@ def welch(values, base_values, *, level: float = DEFAULT_LEVEL) -> Test:
 
 # ------------------------------------------------------------------------------ multiple comparisons
 
-def holm(p) -> np.ndarray:
-    """Holm's step-down adjusted p-values (controls the family-wise error rate); NaN stay NaN and do not
-    count in the family. adj_(i) = max_{j<=i} min(1, (m - j + 1) p_(j)) over the sorted p-values."""
+def _step_adjust(p, adjust_sorted) -> np.ndarray:
+    """Apply `adjust_sorted` (ascending p-values -> adjusted, capped at 1) to the non-NaN p-values; NaN stay
+    NaN and do not count in the family."""
     p = np.asarray(p, dtype=float)
     out = np.full(p.shape, np.nan)
     ok = np.flatnonzero(~np.isnan(p))
-    m = len(ok)
-    if m:
+    if len(ok):
         order = ok[np.argsort(p[ok], kind="stable")]
-        adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
-        out[order] = np.minimum(adj, 1.0)
+        out[order] = np.minimum(adjust_sorted(p[order], len(ok)), 1.0)
     return out
+
+
+def holm(p) -> np.ndarray:
+    """Holm's step-down adjusted p-values (controls the family-wise error rate).
+    adj_(i) = max_{j<=i} min(1, (m - j + 1) p_(j)) over the sorted p-values."""
+    return _step_adjust(p, lambda ps, m: np.maximum.accumulate((m - np.arange(m)) * ps))
 
 
 def bh(p) -> np.ndarray:
-    """Benjamini–Hochberg adjusted p-values (controls the false discovery rate); NaN ignored.
+    """Benjamini–Hochberg adjusted p-values (controls the false discovery rate).
     adj_(i) = min_{j>=i} min(1, m p_(j) / j)."""
-    p = np.asarray(p, dtype=float)
-    out = np.full(p.shape, np.nan)
-    ok = np.flatnonzero(~np.isnan(p))
-    m = len(ok)
-    if m:
-        order = ok[np.argsort(p[ok], kind="stable")]
-        adj = p[order] * m / np.arange(1, m + 1)
-        out[order] = np.minimum(np.minimum.accumulate(adj[::-1])[::-1], 1.0)
-    return out
+    return _step_adjust(p, lambda ps, m: np.minimum.accumulate((ps * m / np.arange(1, m + 1))[::-1])[::-1])
 
 
 CORRECTIONS = ("holm", "bh", "none")

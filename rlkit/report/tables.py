@@ -128,7 +128,7 @@ def base_rows(runs: pd.DataFrame, values0: pd.DataFrame, metrics: list[str]) -> 
 
 
 def _matches(value: str, wanted: str) -> bool:
-    if str(value) in (str(wanted), f"{wanted} ({str(value).partition(' (')[2]}"):  # `16k` matches `16k (40 tok)`
+    if str(value).split(" (")[0] == str(wanted):  # `16k` also matches the scaled label `16k (44 tok)`
         return True
     try:
         return float(value) == float(wanted)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from rlkit import distributed
+from rlkit.data.arithmetic import accuracy_by_context
 from rlkit.rollout.base import SamplingParams
 from rlkit.steps.sample import response_budget
 
@@ -40,12 +41,8 @@ def evaluate(p: RunParts, step: int) -> tuple[dict[str, float], list[str]]:
         metrics[f"{prefix}/response_length/mean"] = float(lengths.mean())
         if len(p.eval_groups) > 1:
             metrics[f"val/{g.name}/acc"] = metrics[f"{prefix}/acc"]
-        by_ctx: dict[str, list[bool]] = {}
-        for c, x in zip(correct, g.val):
-            for ctx in x.meta.get("flaws", None) or (["none"] if "flaws" in x.meta else []):
-                by_ctx.setdefault(ctx, []).append(c)
-        for ctx, cs in by_ctx.items():
-            metrics[f"val_ctx/{ctx}/acc"] = sum(cs) / len(cs)  # accuracy per flaw context of the tiny default
+        for ctx, acc in accuracy_by_context(correct, g.val).items():
+            metrics[f"val_ctx/{ctx}/acc"] = acc  # accuracy per flaw context of the tiny default
         samples += [f"### step {step} {g.name} [{'correct' if c else 'wrong'}]\nQ: {x.question}\nA: {t}\n"
                     for t, x, c in list(zip(texts, g.val, correct))[: cfg.tracking.log_samples]]
     return metrics, samples
@@ -62,15 +59,11 @@ def evaluate_suite(p: RunParts, step: int, log: StepLog) -> dict[str, float]:
     """`eval/<suite>/...` metrics (avg@k, pass@k, maj@k, ...) and the per-problem artifact
     `eval/<suite>/step_<N:06d>.parquet` (rlkit/eval/suite.py)."""
     import tempfile
-    from pathlib import Path
 
-    from rlkit.eval.suite import run_suite
+    from rlkit.eval.suite import run_suite, save_table
 
     assert p.suite is not None
-    budget = response_budget(p.cfg, p.prompt_ids(p.suite.groups[0][0].template, p.suite.groups[0][1]))
-    metrics, table = run_suite(p.suite, p.engine, p.prompt_ids, budget)
+    metrics, table = run_suite(p.suite, p.engine, p.prompt_ids, lambda prompts: response_budget(p.cfg, prompts))
     with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / f"step_{step:06d}.parquet"
-        table.to_parquet(path, index=False)
-        log.log_file(str(path), f"eval/{p.suite.name}")
+        log.log_file(str(save_table(table, d, p.suite.name, step)), f"eval/{p.suite.name}")
     return {f"eval/{p.suite.name}/{k}": v for k, v in metrics.items()}
