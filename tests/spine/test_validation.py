@@ -87,8 +87,9 @@ def test_a_bad_seed_in_a_seed_sweep_fails_before_any_job(tmp_path) -> None:
     assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_validation_times_summary() -> None:
-    """Prints the figures (run with -s); the bound itself is asserted per value above."""
+def test_the_table_holds_at_least_40_bad_values() -> None:
+    """Issue 16 asks for at least 40 distinct bad inputs; prints the figures of the run above (-s)."""
+    assert len(set(BAD)) >= 40
     if TIMES:
         v = sorted(TIMES.values())
         print(f"\n{len(v)} bad values: median {v[len(v) // 2]:.2f} s, max {v[-1]:.2f} s")
