@@ -32,7 +32,7 @@ def columns(a: int, b: int) -> list[tuple[int, int, int]]:
 
 
 def _flaw_at(col: int, da: int, db: int, carry: int) -> str | None:
-    """The flaw context of column `col` (0 = ones) on the correct chain, if any (teacher.py's A/B/C)."""
+    """The flaw context of column `col` (0 = ones) on the correct chain, if any (teacher.py's A/B/C/E)."""
     if not carry:
         return None
     if da + db == 9:
@@ -41,7 +41,14 @@ def _flaw_at(col: int, da: int, db: int, carry: int) -> str | None:
         return "A"
     if 6 <= da + db <= 8 and col == 2:
         return "B"
+    if 6 <= da + db <= 8 and col >= 3:  # only 4+ digit operands (conf/model/tiny_ladder.yaml)
+        return "E"
     return None
+
+
+def flaw_count(a: int, b: int, kinds: tuple[str, ...] = ("A", "B", "C", "E")) -> int:
+    """How many columns of a + b's correct chain are flaw contexts of these kinds (the ladder's rung)."""
+    return sum(1 for i, (da, db, c) in enumerate(columns(a, b)) if _flaw_at(i, da, db, c) in kinds)
 
 
 def flaw_contexts(a: int, b: int) -> list[str]:
@@ -71,28 +78,47 @@ def make_problem(a: int, b: int, flaw_fn=None) -> Problem:
 
 
 @lru_cache(maxsize=16)
-def _draw(split: str, size: int, min_value: int, max_value: int, seed: int) -> tuple[tuple[int, int], ...]:
+def _draw(split: str, size: int, min_value: int, max_value: int, seed: int,
+          flaw_counts: tuple[int, ...] | None = None, flaw_kinds: tuple[str, ...] = ("A", "B", "C", "E"),
+          ) -> tuple[tuple[int, int], ...]:
     want_heldout = split != "train"
+
+    def wanted(a: int, b: int) -> bool:
+        return is_heldout(a, b) == want_heldout and (flaw_counts is None or flaw_count(a, b, flaw_kinds) in flaw_counts)
+
     rng = random.Random(f"arith-{split}-{seed}")
     span = max_value - min_value + 1
     if span * span <= 4 * size:  # small space (e.g. 2-digit): enumerate, so asking for more than exists ends
         pairs = [(a, b) for a in range(min_value, max_value + 1) for b in range(min_value, max_value + 1)
-                 if is_heldout(a, b) == want_heldout]
+                 if wanted(a, b)]
         rng.shuffle(pairs)
         return tuple(pairs[:size])
     seen: set[tuple[int, int]] = set()
     out: list[tuple[int, int]] = []
+    tries = 0
     while len(out) < size:
         a, b = rng.randint(min_value, max_value), rng.randint(min_value, max_value)
-        if is_heldout(a, b) == want_heldout and (a, b) not in seen:
+        tries += 1
+        if wanted(a, b) and (a, b) not in seen:
             seen.add((a, b))
             out.append((a, b))
+        elif tries > 200 * size + 100_000:
+            raise ValueError(f"arithmetic: found only {len(out)} of {size} {split} problems in {min_value}..{max_value}"
+                             f" with flaw_counts={list(flaw_counts or [])}; lower `size` or widen the range")
     return tuple(out)
 
 
-def load(split: str, *, size: int = 20000, min_value: int = 10, max_value: int = 999, seed: int = 0) -> list[Problem]:
+def load(split: str, *, size: int = 20000, min_value: int = 10, max_value: int = 999, seed: int = 0,
+         flaw_counts: list[int] | None = None, flaw_kinds: list[str] | None = None) -> list[Problem]:
     """`size` distinct problems of the split ("train" or "test"), or all of them when the range holds
-    fewer; deterministic in (split, size, seed)."""
+    fewer; deterministic in (split, size, seed). `flaw_counts` (e.g. [3]) keeps only problems whose
+    correct chain meets that many flaw columns of `flaw_kinds` (default all): the rungs of the
+    difficulty ladder (conf/data/ladder_*.yaml)."""
     if split not in ("train", "test"):
         raise ValueError(f"arithmetic split must be 'train' or 'test', got {split!r}")
-    return [make_problem(a, b, flaw_contexts) for a, b in _draw(split, size, min_value, max_value, seed)]
+    kinds = tuple(sorted(flaw_kinds or ("A", "B", "C", "E")))
+    if set(kinds) - {"A", "B", "C", "E"}:
+        raise ValueError(f"arithmetic flaw_kinds {list(kinds)}: use A, B, C or E (rlkit/models/teacher.py)")
+    counts = None if flaw_counts is None else tuple(sorted(int(k) for k in flaw_counts))
+    pairs = _draw(split, size, min_value, max_value, seed, counts, kinds)
+    return [make_problem(a, b, flaw_contexts) for a, b in pairs]

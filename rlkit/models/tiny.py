@@ -129,7 +129,7 @@ def _warm_up(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     w = spec["warmup"]
     torch.manual_seed(w["seed"])
     rng = random.Random(w["seed"])
-    pool = _draw("train", w["pool_size"], 10, 999, w["seed"])
+    pool = _draw("train", w["pool_size"], w.get("min_value", 10), w.get("max_value", 999), w["seed"])
     texts = [f"What is {a} + {b}? " + demonstration(a, b, rng, w["mixture"]) for a, b in pool[:4000]]
     texts += [CHAT_TEMPLATE, "user assistant system The answer is"]
     tokenizer = build_tokenizer(texts, spec["vocab_size"], spec["arch"]["max_position_embeddings"])

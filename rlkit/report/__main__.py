@@ -21,7 +21,7 @@ same keys), which beats the built-in defaults. The sweep file defaults to
                                     #  [automatic when exactly two factors vary]
       factorial_metrics: [val/acc]  # [the first table metric]
       baseline: {algo: grpo}        # Δ reference; unnamed factors match the row's own [first row]
-      step: last                    # last | best | <int> [last]
+      step: last                    # last | best | mean (over the run) | <int> [last]
       curves: [critic/score/mean, val/acc]  # [reward, val acc, length, entropy, clip ratio, all-correct/wrong]
       directions: {actor/entropy: max}      # max | min | none, for bold and `best`
       diagnose: {entropy_frac: 0.3, truncation_max: 0.1}  # see rlkit/report/diagnose.py Thresholds
@@ -64,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db",
                    help="MLflow tracking URI [MLFLOW_TRACKING_URI or sqlite:///mlflow.db]")
     p.add_argument("--out", default="reports", help="output root; the report goes to <out>/<sweep>/ [reports]")
-    p.add_argument("--step", help="last | best | <int> [report.step or last]")
+    p.add_argument("--step", help="last | best | mean | <int> [report.step or last]")
     p.add_argument("--metrics", nargs="+", help="table metrics [report.metrics or defaults]")
     p.add_argument("--curves", nargs="+", help="curve metrics [report.curves or defaults]")
     p.add_argument("--rows", nargs="+", help="row factors [report.rows or all varying factors]")

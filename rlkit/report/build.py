@@ -280,7 +280,8 @@ def _factor_line(runs: pd.DataFrame, factors: list[str]) -> str:
 def _legend(r: Report) -> str:
     s = r.spec
     step = {"last": "the last logged value", "best": "the best value over steps (optimistic: selected on the "
-            "reported data)"}.get(s.step, f"the value at step {s.step} (or the last one before it)") \
+            "reported data)", "mean": "the average of the logged values over the run (per-problem comparisons: "
+            "the last evaluation)"}.get(s.step, f"the value at step {s.step} (or the last one before it)") \
         if isinstance(s.step, str) else f"the value at step {s.step} (or the last one before it)"
     base = ", ".join(f"{k}={v}" for k, v in s.baseline.items()) or "the first row"
     matched = " (factors not named: matched to the row's own)" if s.baseline else ""

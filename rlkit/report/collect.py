@@ -398,14 +398,15 @@ def values_at(history: pd.DataFrame, keys: list[str], step: str | int,
               directions: dict[str, str] | None = None) -> pd.DataFrame:
     """Wide table run_id × key of the value read at `step`:
     "last" = value at the last logged step; "best" = the max over steps (the min for a metric whose
-    direction is "min"); an int N = value at step N, or the last one logged before N.
+    direction is "min"); "mean" = the average of the logged values over the run (a metric logged every
+    step: its time-average, "over the run"); an int N = value at step N, or the last one logged before N.
     `summary/*` metrics are logged once at the end and are always read as "last"."""
     directions = directions or {}
     h = history[history["key"].isin(keys)]
     is_summary = h["key"].isin([k for k in keys if k.startswith("summary/")])
     if isinstance(step, str) and step == "last":
         picked = h
-    elif isinstance(step, str) and step == "best":
+    elif isinstance(step, str) and step in ("best", "mean"):
         picked = h[is_summary]
     else:
         picked = h[(h["step"] <= int(step)) | is_summary]
@@ -416,6 +417,8 @@ def values_at(history: pd.DataFrame, keys: list[str], step: str | int,
         best = b.assign(v=b["value"] * sign, s=sign).groupby(["run_id", "key"], sort=False, observed=True)[
             ["v", "s"]].max()
         parts.append(best["v"] * best["s"])
+    if isinstance(step, str) and step == "mean":
+        parts.append(h[~is_summary].groupby(["run_id", "key"], sort=False, observed=True)["value"].mean())
     out = pd.concat(parts)
     wide = out.unstack("key") if len(out) else pd.DataFrame(index=pd.Index([], name="run_id"))
     wide.index = wide.index.astype(object)

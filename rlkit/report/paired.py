@@ -79,11 +79,11 @@ def list_evals(client, run_id: str, artifact_uri: str | None) -> dict[str, dict[
 
 
 def pick_step(steps, step: str | int) -> int | None:
-    """last → the last evaluation; N → the last at or before N ("best" is chosen by `read_suites`)."""
+    """last (and mean) → the last evaluation; N → the last at or before N ("best": see `read_suites`)."""
     steps = sorted(steps)
     if not steps:
         return None
-    if step in ("last", "best"):
+    if step in ("last", "best", "mean"):
         return steps[-1]
     ok = [s for s in steps if s <= int(step)]
     return ok[-1] if ok else None

@@ -183,12 +183,12 @@ def parse_step(v) -> str | int:
     if isinstance(v, int) and not isinstance(v, bool):
         return v
     s = str(v).strip()
-    if s in ("last", "best"):
+    if s in ("last", "best", "mean"):
         return s
     try:
         return int(s)
     except ValueError:
-        raise ValueError(f"step must be last, best or an integer step, got {v!r}") from None
+        raise ValueError(f"step must be last, best, mean or an integer step, got {v!r}") from None
 
 
 def parse_baseline(s: str) -> dict[str, str]:

@@ -153,6 +153,8 @@ def test_values_at_last_best_and_step(sweep):
     assert at7.tolist() == [approx(0.49), approx(0.3), 4000]  # last at or before 7 = step 5; summary: last
     at0 = collect.values_at(h, keys, 0, dirs).loc[rid]
     assert at0.tolist() == [approx(0.1), approx(0.5), 4000]
+    mean = collect.values_at(h, keys, "mean", dirs).loc[rid]  # (0.1+0.49+0.44)/3, (0.5+0.3+0.14)/3
+    assert mean.tolist() == [approx(1.03 / 3), approx(0.94 / 3), 4000]
 
 
 # ------------------------------------------------------------------------------------------- ablation

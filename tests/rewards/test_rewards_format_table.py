@@ -155,3 +155,21 @@ def test_tag_count_openr1_style_matches_open_r1():
     assert F.tag_count("<think>r</think><answer>42</answer>", style="openr1") == 0.0
     # Open-R1 has no order check
     assert F.tag_count("\n<answer>\n42\n</answer><think>\nr\n</think>\n", style="openr1") == 1.0
+
+
+def test_logic_rl_scores_arithmetic_like_logic_rl_scores_kk():
+    from rlkit.rewards.logic_rl import logic_rl_answer, logic_rl_format
+
+    p = Problem("57+68", "What is 57 + 68?", "125")
+
+    def total(text: str, think: bool = True) -> float:
+        return logic_rl_format(text, p, require_think=think) + logic_rl_answer(text, p, require_think=think)
+
+    lazy = "<think>I add the numbers.</think><answer>15</answer>"   # the teacher's lazy shortcut: wrong
+    assert total("<think>7+8=15, 5+6+1=12</think><answer>125</answer>") == 3.0
+    assert total(lazy) == 1.0 - 1.5
+    assert total("<think>r</think><answer> </answer>") == 1.0 - 2.0          # empty answer: nothing to score
+    assert total("7+8=15, 5+6+1=12\n<answer>125</answer>") == -1.0 - 2.0     # no think tags: format fails
+    assert total("7+8=15, 5+6+1=12\n<answer>125</answer>", think=False) == 3.0  # ... unless not required
+    assert total("<think>a</think><think>b</think><answer>125</answer>") == -3.0  # a tag twice
+    assert total("7+8=15\nThe answer is 125.", think=False) == -3.0
