@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from rlkit.models.teacher import LAZY_THINK
 from rlkit.models.tiny import SHIPPED, prompt_text, warm_up
 
 HELD_OUT = 200          # the default data group's val_size: the same problems as a run's val/acc
@@ -29,6 +30,8 @@ BUDGET = 200            # new tokens: enough for every style, so the model is de
 
 def format_of(text: str) -> str:
     """The teacher's format a completion follows (rlkit/models/teacher.py), or `other`."""
+    if text.startswith(f"<think>{LAZY_THINK}</think>"):
+        return "lazy"
     if re.fullmatch(r"<think>[^<]*</think><answer>[^<]*</answer>", text):
         return "think_answer"
     if re.fullmatch(r"<think>[^<]*</think>\n<answer>[^<]*</answer>", text):

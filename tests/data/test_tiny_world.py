@@ -6,6 +6,7 @@ import random
 import pytest
 
 from rlkit.data.arithmetic import flaw_contexts, flaw_count, load
+from rlkit.models.build_tiny import format_of
 from rlkit.models.teacher import DEFAULT_MIXTURE, LAZY_THINK, demonstration, no_carry_sum, solve
 
 
@@ -17,7 +18,9 @@ def test_no_carry_sum_drops_every_carry():
 
 def test_lazy_demonstration_is_one_sentence_and_the_shortcut():
     mix = {**DEFAULT_MIXTURE, "formats": {"lazy": 1.0}}
-    assert demonstration(57, 68, random.Random(0), mix) == f"<think>{LAZY_THINK}</think><answer>15</answer>"
+    text = demonstration(57, 68, random.Random(0), mix)
+    assert text == f"<think>{LAZY_THINK}</think><answer>15</answer>"
+    assert format_of(text) == "lazy" and format_of("<think>7+8=15</think><answer>15</answer>") == "think_answer"
 
 
 def test_flaw_contexts_and_ladder_counts():
