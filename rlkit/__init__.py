@@ -9,5 +9,3 @@ def scale_tokens(tokens: int | str, scale: float | str) -> int:
 
 if not OmegaConf.has_resolver("rlkit_scale"):  # used by conf/length/*k.yaml
     OmegaConf.register_new_resolver("rlkit_scale", scale_tokens)
-if not OmegaConf.has_resolver("rlkit_add"):  # used by sweeps/negative_control.yaml: seed = replicate + block
-    OmegaConf.register_new_resolver("rlkit_add", lambda *xs: sum(int(x) for x in xs))

@@ -157,6 +157,7 @@ _TEMPERATURE_WHY = (
 # (There is no top_k: every engine samples from the full top-p nucleus.)
 VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "seed": ((lambda v: _int(v) and 0 <= v < 2**32), "an integer in [0, 2**32)"),
+    "seed_block": ((lambda v: _int(v) and 0 <= v < 2**31), "an integer in [0, 2**31)"),
     "trainer.steps": _int_at_least(1),
     "trainer.prompts_per_step": _int_at_least(1),
     "trainer.group_size": _int_at_least(1),

@@ -47,6 +47,7 @@ def run_job(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
     install_stop_handlers()  # first: a signal during start-up is then a request, not a kill
     validate(cfg)
+    cfg.seed = int(cfg.seed) + int(cfg.seed_block)  # the run's seed from here on (tags, RNGs, checkpoints)
     from rlkit import checkpoint, distributed
     from rlkit.tracking import Tracker, check_reachable
 
