@@ -135,11 +135,12 @@ class Spool:
         self.thread.start()
 
     def keep(self, src: str) -> Path:
-        """A durable copy of a file to send (the caller's may be temporary), under files/."""
+        """A durable copy of a file to send (the caller's may be temporary), under files/<seq>/ with its own
+        name: MLflow names the artifact after the file (the report reads eval/<suite>/step_N.parquet)."""
         import shutil
 
-        (self.path / FILES).mkdir(exist_ok=True)
-        dest = self.path / FILES / f"{self.seq + 1:08d}_{Path(src).name}"
+        dest = self.path / FILES / f"{self.seq + 1:08d}" / Path(src).name
+        dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dest)
         return dest
 

@@ -50,3 +50,18 @@ def test_replay_after_a_death_between_send_and_ack_sends_nothing_twice(tmp_path)
     steps = [m.step for m in mc.get_metric_history(run_id, "a")]
     assert sorted(steps) == [1, 2, 3, 4, 5]
     assert spool.replay(d) == 0  # a second replay (rlkit.sync again) has nothing left
+
+
+def test_a_file_arrives_under_its_own_name_where_the_report_reads_it(tmp_path):
+    from rlkit.paths import eval_artifact
+    from rlkit.report.paired import list_evals
+
+    uri, mc, run_id = _run(tmp_path)
+    src = tmp_path / "step_000030.parquet"
+    src.write_bytes(b"PAR1")
+    sp = spool.Spool(tmp_path / "sp", uri, client(uri))
+    sp.append("file", run_id, path=str(sp.keep(str(src))), artifact_path="eval/tiny_arith")
+    assert sp.close(60)
+    run = mc.get_run(run_id)
+    assert [a.path for a in mc.list_artifacts(run_id, "eval/tiny_arith")] == [eval_artifact("tiny_arith", 30)]
+    assert list(list_evals(mc, run_id, run.info.artifact_uri)) == ["tiny_arith"]
