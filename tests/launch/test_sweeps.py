@@ -90,9 +90,10 @@ def test_bad_sweep_is_not_submitted(tmp_path, bad, capsys):
 
 @pytest.mark.slow
 def test_sweep_runs_with_local_parallel(tmp_path, tiny_path):
-    """sweeps/entropy.yaml at its grid, one seed and a few steps: 2 jobs at once, one parent, and the
+    """sweeps/entropy.yaml at two of its arms, one seed and a few steps: 2 jobs at once, one parent, and the
     report generator builds the sweep's report from MLflow alone."""
-    r = rlkit("rlkit.run", ["+sweep=entropy", "launcher=local_parallel", "seed=0", "trainer.steps=3",
+    r = rlkit("rlkit.run", ["+sweep=entropy", "algo.entropy_coef=0,0.001", "launcher=local_parallel", "seed=0",
+                            "trainer.steps=3",
                             "trainer.eval_every=3", *TINY[:2], f"hydra.sweep.dir={tmp_path}/multirun"], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     mc = client(tmp_path)
@@ -116,6 +117,7 @@ def test_sweep_file_values_reach_the_job():
     cfg = compose_multirun(["+sweep=curriculum"])
     [mixed, staged] = {tuple(o for o in ov if o.startswith("curriculum")): ov for ov in job_overrides(cfg)}.values()
     job = config_loader().load_sweep_config(cfg, staged)
-    assert [s.data for s in job.curriculum.stages] == ["kk_2ppl", "kk_3ppl", "kk_4ppl", "kk_5ppl", "kk_6ppl"]
-    assert job.curriculum.reset_ref is True and job.data.name == "kk_mixed"
+    assert [s.data for s in job.curriculum.stages] == ["ladder_1", "ladder_2"]
+    assert [s.steps for s in job.curriculum.stages] == [30, None]
+    assert job.curriculum.reset_ref is True and job.data.name == "ladder_2" and job.model.name == "tiny_ladder"
     assert OmegaConf.to_container(config_loader().load_sweep_config(cfg, mixed).curriculum.stages) == []
