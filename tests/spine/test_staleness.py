@@ -78,8 +78,8 @@ OWN_LOSS = textwrap.dedent('''
 def test_own_policy_loss_runs_through_the_cli(tmp_path):
     (tmp_path / "my_losses.py").write_text(OWN_LOSS)
     log = tmp_path / "calls.txt"
-    loss = ["~algo.policy_loss.clip_low", "~algo.policy_loss.clip_high", "~algo.policy_loss.dual_clip",
-            "algo.policy_loss._target_=my_losses.reinforce", "+algo.policy_loss.scale=0.5", f"+algo.policy_loss.log={log}"]
+    # the whole node replaced: the user's function and its own params (no list of losses to edit)
+    loss = ["~algo.policy_loss", f"+algo.policy_loss={{_target_:my_losses.reinforce,_partial_:true,scale:0.5,log:'{log}'}}"]
     r = run([*FAST, "trainer.steps=2", *loss], tmp_path, extra_env={"PYTHONPATH": str(tmp_path)})
     assert r.returncode == 0, r.stderr[-3000:]
     assert len(log.read_text().splitlines()) >= 2  # called on every step's (micro-)batches
