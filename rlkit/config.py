@@ -41,6 +41,7 @@ class TrainerSchema:
     skip_idle_rows: bool = True
     offload_optimizer: bool = False
     deterministic: bool = False
+    staleness: int = 0
 
 
 @dataclass
@@ -166,6 +167,7 @@ VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.checkpoint_every": _int_at_least(1),
     "trainer.warmup_steps": _int_at_least(0),
     "trainer.threads": _int_at_least(0),
+    "trainer.staleness": _int_at_least(0),
     "trainer.lr": _positive(),
     "trainer.weight_decay": _at_least(0),
     "trainer.grad_clip": _positive(),

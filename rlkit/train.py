@@ -1,6 +1,7 @@
 """The RL loop: train() reads like the data flow and calls the named steps in rlkit/steps/.
 
-setup (rlkit.steps.parts) -> for each step: sample and score (steps.sample), old/ref logprobs and
+setup (rlkit.steps.parts) -> for each step: sample and score (steps.sample; trainer.staleness = k trains
+on the batch the policy of step t - k generated), old/ref logprobs and
 advantages (steps.advantage), update (steps.update), metrics and log (steps.metrics); evaluate
 (steps.evaluate) and checkpoint on schedule.
 
@@ -30,7 +31,7 @@ from rlkit.steps.evaluate import evaluate, evaluate_suite, suite_due
 from rlkit.steps.log import StepLog
 from rlkit.steps.metrics import Timers, rollout_metrics
 from rlkit.steps.parts import RunParts
-from rlkit.steps.sample import sample
+from rlkit.steps.sample import next_batch
 from rlkit.steps.update import update
 
 
@@ -41,6 +42,8 @@ def train(cfg: DictConfig, tracker: StepLog, ckpt_dir: Path, groups: list[DataGr
     data group. Returns the last `val/acc` and the loop's wall time."""
     t0, t_entry, t = time.perf_counter(), time.time(), cfg.trainer
     p = parts.build(cfg, groups, stage_steps, held_out)
+    if t.get("staleness", 0) and p.dist.world > 1:  # only rank 0's in-flight batches would be checkpointed
+        raise NotImplementedError("trainer.staleness > 0 runs in one process (world size 1) for now")
     start = parts.restore(p, ckpt_dir)
     if start is None:  # a fresh run: the held-out accuracy before any update is step 0
         start, timers = 0, Timers()
@@ -52,7 +55,7 @@ def train(cfg: DictConfig, tracker: StepLog, ckpt_dir: Path, groups: list[DataGr
         timers = Timers()
         with timers("step"):  # the RL step alone; evaluation is timing_s/eval
             p.policy.eval()
-            batch, m = sample(p, step, timers)
+            batch, m = next_batch(p, step, timers)  # generated max(0, step - trainer.staleness) updates ago
             batch = distributed.to_device(batch, p.dist.device)
             scored, adv_metrics = advantages(p, batch, timers)
             p.policy.train()

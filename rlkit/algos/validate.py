@@ -3,7 +3,9 @@
 Every error is a ``ValueError`` whose message names the key (``algo.<path>``), the offending value and the
 valid choices. No Hydra. An advantage estimator is accepted by its signature, not by name: any importable
 ``fn(token_rewards, mask, group, values, **params)`` whose params bind (a user's own ``_target_`` too); one
-that needs a value model says so with ``fn.needs_values = True`` (as ``gae`` does).
+that needs a value model says so with ``fn.needs_values = True`` (as ``gae`` does). The policy loss
+(``fn(logp, old_logp, advantages, mask, **params)``, rlkit.algos.losses) and the rollout correction
+(``fn(train_logp, rollout_logp, mask, **params)``, rlkit.algos.offpolicy) are accepted the same way.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ ALGO_KEYS: tuple[str, ...] = (
     "clip_low",
     "clip_high",
     "dual_clip",
+    "policy_loss",
+    "correction",
     "kl",
     "aggregation",
     "agg_constant",
@@ -55,6 +59,8 @@ ALGO_KEYS: tuple[str, ...] = (
 _KL_KEYS = ("placement", "estimator", "coef")
 _CRITIC_KEYS = ("lr", "value_clip", "coef")
 _SIGNATURE_ARGS = ("token_rewards", "mask", "group", "values")
+LOSS_ARGS = ("logp", "old_logp", "advantages", "mask")
+CORRECTION_ARGS = ("train_logp", "rollout_logp", "mask")
 
 
 def _fail(key: str, value: Any, valid: str) -> None:
@@ -89,30 +95,33 @@ def resolve_target(target: str) -> Callable[..., Any] | None:
     return fn if callable(fn) else None
 
 
-def _check_advantage(adv: Any) -> Callable[..., Any]:
-    if not isinstance(adv, Mapping) or "_target_" not in adv:
-        _fail("advantage", adv, "a mapping with _target_ (e.g. " + ", ".join(ESTIMATORS) + ") and _partial_: true")
-    target = adv["_target_"]
+def _check_target(key: str, node: Any, args: tuple[str, ...], examples: str) -> Callable[..., Any]:
+    """A `_target_` + `_partial_: true` node whose function imports and whose params bind after `args`."""
+    if not isinstance(node, Mapping) or "_target_" not in node:
+        _fail(key, node, f"a mapping with _target_ (e.g. {examples}) and _partial_: true")
+    target = node["_target_"]
     fn = resolve_target(target)
     if fn is None:
-        _fail("advantage._target_", target, "an importable function fn(token_rewards, mask, group, values, **params), "
-              "e.g. " + ", ".join(ESTIMATORS))
-    if adv.get("_partial_") is not True:
-        _fail(
-            "advantage._partial_", adv.get("_partial_"), "true (the loop calls the estimator with the batch)"
-        )
+        _fail(f"{key}._target_", target, f"an importable function fn({', '.join(args)}, **params), e.g. {examples}")
+    if node.get("_partial_") is not True:
+        _fail(f"{key}._partial_", node.get("_partial_"), "true (the loop calls it with the batch)")
     sig = inspect.signature(fn)
     params = list(sig.parameters)
-    allowed = [p for p in params[len(_SIGNATURE_ARGS):] if sig.parameters[p].kind is not inspect.Parameter.VAR_KEYWORD]
-    bound = {k: v for k, v in adv.items() if not k.startswith("_")}
+    allowed = [p for p in params[len(args):] if sig.parameters[p].kind is not inspect.Parameter.VAR_KEYWORD]
+    bound = {k: v for k, v in node.items() if not k.startswith("_")}
     try:
-        sig.bind(*_SIGNATURE_ARGS, **bound)
+        sig.bind(*args, **bound)
     except TypeError as e:
         bad = next((k for k in bound if k not in allowed), None)
         if bad is not None and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
-            _fail(f"advantage.{bad}", bound[bad], f"parameters of {target}: {', '.join(allowed) or '(none)'}")
-        _fail("advantage._target_", target, f"a function called as fn({', '.join(_SIGNATURE_ARGS)}, **params) "
+            _fail(f"{key}.{bad}", bound[bad], f"parameters of {target}: {', '.join(allowed) or '(none)'}")
+        _fail(f"{key}._target_", target, f"a function called as fn({', '.join(args)}, **params) "
               f"with params {sorted(bound)} ({e})")
+    return fn
+
+
+def _check_advantage(adv: Any) -> Callable[..., Any]:
+    fn = _check_target("advantage", adv, _SIGNATURE_ARGS, ", ".join(ESTIMATORS))
     for key in ("gamma", "lam"):
         if key in adv and not (_is_number(adv[key]) and 0.0 <= adv[key] <= 1.0):
             _fail(f"advantage.{key}", adv[key], "a number in [0, 1]")
@@ -149,6 +158,15 @@ def validate_algo(cfg: Mapping[str, Any]) -> None:
         _fail("clip_high", clip_high, "a positive number")
     if dual is not None and not (_is_number(dual) and dual > 1.0):
         _fail("dual_clip", dual, "null or a number > 1 (e.g. 3.0)")
+
+    _check_target("policy_loss", cfg["policy_loss"], LOSS_ARGS, "rlkit.algos.losses.ppo_clip, gspo, cispo")
+    _check_target("correction", cfg["correction"], CORRECTION_ARGS, "rlkit.algos.offpolicy.no_correction, tis")
+    for sect, keys in (("policy_loss", ("clip_low", "clip_high", "clip_cov_ratio", "kl_cov_ratio")),
+                       ("correction", ("cap", "low", "high"))):
+        for key in keys:
+            v = cfg[sect].get(key)
+            if v is not None and not (_is_number(v) and v > 0):
+                _fail(f"{sect}.{key}", v, "a positive number" + (" (or null: no lower bound)" if key == "clip_low" else ""))
 
     kl = cfg["kl"]
     if not isinstance(kl, Mapping):

@@ -14,7 +14,9 @@ same maths with as few tensor ops per step as it can (measured on 2 cores, 1 thr
   query heads per kv head) with an additive mask that only hides the prompts' left padding;
 - sampling by inverse CDF on one uniform draw per row (exactly the softmax distribution, without
   `multinomial`'s per-logit exponential draws); top-p in the sorted domain;
-- finished rows dropped from the batch (cache prefix copied) once enough of them have finished.
+- finished rows dropped from the batch (cache prefix copied) once enough of them have finished;
+- the sampled tokens' log-probs reported in `Rollout.logprobs` (the behaviour policy's, for the
+  rollout/training mismatch metrics and corrections).
 
 Greedy tokens equal HF `generate`'s and the training pass's logprobs match its scores
 (tests/spine/test_fast_decode.py, tests/rollout/). Other architectures fall back to HFEngine.
@@ -75,6 +77,16 @@ def sample_next(logits: torch.Tensor, params: SamplingParams, generator=None) ->
     cdf = logits.softmax(-1).cumsum(-1)
     pick = (cdf < u * cdf[:, -1:]).sum(-1)
     return pick.clamp_(max=logits.shape[-1] - 1)
+
+
+def sampled_logprob(logits: torch.Tensor, token: torch.Tensor, temperature: float) -> torch.Tensor:
+    """[B] log-prob of `token` under softmax(logits / temperature): the distribution the trainer scores
+    (rlkit.rollout.logprobs), so on-policy fp32 the two agree to rounding. (Top-p truncation is not
+    in it, as the trainer's is not.)"""
+    logits = logits.float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    return logits.gather(-1, token[:, None]).squeeze(-1) - torch.logsumexp(logits, -1)
 
 
 def _linear(mod) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -203,11 +215,14 @@ class FastEngine:
         sin_d = torch.cat([-sin_t[:, :half], sin_t[:, half:]], -1)[:, None, :]
         finished = torch.zeros(B, dtype=torch.bool)
         n_done, t, compactions = 0, 0, 0
+        logps = None if params.greedy else torch.zeros(B, T)  # the sampled tokens' log-probs (behaviour policy)
         for t in range(T):
             token = sample_next(logits, params)
             if n_done:
                 token.masked_fill_(finished, pad)
             out[rows, t] = token
+            if logps is not None:
+                logps[rows, t] = sampled_logprob(logits, token, params.temperature)
             hit = token == eos
             if bool(hit.any()):
                 finished |= hit
@@ -230,5 +245,8 @@ class FastEngine:
             logits = self._decode(w, token, cos_d[next_pos], sin_d[next_pos], k_cache, v_cache, P + t, bias)
             next_pos = next_pos + 1
         self.last_stats = {"steps": t + 1, "compactions": compactions}
-        return finish(ids, pmask, out[:, : t + 1], eos, pad, tok, group)
+        rollout = finish(ids, pmask, out[:, : t + 1], eos, pad, tok, group)
+        if logps is not None:
+            rollout.logprobs = logps[:, : t + 1] * rollout.response_mask
+        return rollout
 

@@ -35,8 +35,14 @@ class HFEngine:
                                            "top_k": 0}
         out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=params.max_new_tokens,
                                   do_sample=not params.greedy, pad_token_id=tok.pad_token_id,
-                                  eos_token_id=tok.eos_token_id, **sample)
-        new = out[:, ids.shape[1]:]
+                                  eos_token_id=tok.eos_token_id, return_dict_in_generate=True,
+                                  output_logits=not params.greedy, **sample)
+        new = out.sequences[:, ids.shape[1]:]
         if new.shape[1] == 0:
             new = torch.full((ids.shape[0], 1), tok.pad_token_id)
-        return finish(ids, mask, new, tok.eos_token_id, tok.pad_token_id, tok, group)
+        rollout = finish(ids, mask, new, tok.eos_token_id, tok.pad_token_id, tok, group)
+        if not params.greedy and out.logits:  # the sampled tokens' log-probs under softmax(logits / temperature)
+            logits = torch.stack(out.logits, 1).float() / params.temperature  # [B, T, V]
+            lp = torch.log_softmax(logits, -1).gather(-1, new[:, :logits.shape[1], None]).squeeze(-1)
+            rollout.logprobs = lp * rollout.response_mask[:, :lp.shape[1]]
+        return rollout

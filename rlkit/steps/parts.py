@@ -50,6 +50,9 @@ class RunParts:
     last_val: float = float("nan")            # the last held-out accuracy (the sweep objective)
     suite: Suite | None = None                # the eval suite (conf/eval): step 0, the end, every eval.every
     prior_wall: float = 0.0                   # seconds of the attempts before this one (up to their checkpoints)
+    policy_loss: Callable | None = None       # algo.policy_loss bound to its params (rlkit.algos.losses)
+    correction: Callable | None = None        # algo.correction bound to its params (rlkit.algos.offpolicy)
+    in_flight: list = field(default_factory=list)  # trainer.staleness: generated batches not yet trained on
 
     def prompt_ids(self, template: str, problems: list[Problem]) -> list[list[int]]:
         return sample.prompt_ids(self.tokenizer, self.cache, template, problems)
@@ -74,7 +77,8 @@ def build(cfg: DictConfig, groups: list[DataGroup], stage_steps: list[int | None
     parts = RunParts(cfg, dist, actor, policy, tokenizer, critic, ref, sched, make_engine(cfg, policy, tokenizer),
                      build_components(cfg.reward.components), instantiate(a.advantage),
                      PromptStream(list(zip(groups, stage_steps)), t.prompts_per_step, cfg.seed),  # the global batch
-                     held_out or groups[-1:], suite=suite)
+                     held_out or groups[-1:], suite=suite, policy_loss=instantiate(a.policy_loss),
+                     correction=instantiate(a.correction))
     dist.reseed(cfg.seed)  # ranks > 0 sample from their own streams
     return parts
 
@@ -112,6 +116,7 @@ def restore(p: RunParts, ckpt_dir: Path) -> int | None:
     p.dist.set_rng_states(state["rng"])
     p.stage, p.last_val = state["stage"], float(state.get("last_val", float("nan")))
     p.prior_wall = float(state.get("wall_s", 0.0))
+    p.in_flight = list(state.get("in_flight") or [])  # trainer.staleness: the batches generated ahead
     with p.actor.gathered():
         p.engine.sync_weights(p.policy)
     return state["step"] + 1
@@ -126,7 +131,7 @@ def save(p: RunParts, ckpt_dir: Path, step: int, run_id: str | None, wall_s: flo
     state = {**actor, "sched": p.sched.state_dict(),
              "ref": p.ref.state_dict() if p.ref is not None and p.cfg.curriculum.reset_ref else None, **critic,
              "cursor": p.stream.cursor, "rng": p.dist.rng_states(), "step": step, "stage": p.stage, "run_id": run_id,
-             "last_val": p.last_val, "wall_s": wall_s}
+             "last_val": p.last_val, "wall_s": wall_s, "in_flight": p.in_flight}
     if p.dist.is_main:
         checkpoint.save(ckpt_dir, state)
 

@@ -13,7 +13,8 @@ from omegaconf import DictConfig
 from rlkit import distributed
 from rlkit.algos.aggregate import aggregate
 from rlkit.algos.kl import kl_estimate
-from rlkit.algos.losses import ppo_clip, value_loss
+from rlkit.algos.losses import value_loss
+from rlkit.algos.offpolicy import mismatch
 from rlkit.backends import Trained
 from rlkit.rollout.base import Rollout
 from rlkit.rollout.logprobs import token_logprobs
@@ -27,6 +28,11 @@ if TYPE_CHECKING:
 distributed.declare("sum", "actor/pg_loss", "actor/kl_loss", "actor/entropy", "actor/pg_clipfrac", "actor/ppo_kl",
                     "critic/vf_loss")
 distributed.declare("same", "actor/grad_norm")  # computed after the gradients were summed
+# rollout/training mismatch over the generated tokens (shares of the global token count), and its max
+distributed.declare("sum", "rollout/mismatch_kl", "rollout/mismatch_ratio_mean", "rollout/is_capped_frac",
+                    "rollout/is_masked_frac")
+distributed.declare("max", "rollout/mismatch_ratio_max")
+MAX_KEYS = ("rollout/mismatch_ratio_max",)  # combined by max over micro-batches and updates, not summed
 
 
 @dataclass
@@ -48,10 +54,9 @@ def update(p: RunParts, batch: Batch, s: Scored) -> dict[str, float]:
     for _ in range(a.epochs):
         perm = torch.randperm(B) if a.mini_batches > 1 else torch.arange(B)
         for mb in perm.chunk(a.mini_batches):
-            for k, v in minibatch_step(p, batch, s, mb, skip).items():
-                sums[k] = sums.get(k, 0.0) + v
+            _add(sums, minibatch_step(p, batch, s, mb, skip))
             n_updates += 1
-    return {k: v / n_updates for k, v in sums.items()}
+    return {k: v if k in MAX_KEYS else v / n_updates for k, v in sums.items()}
 
 
 def minibatch_step(p: RunParts, batch: Batch, s: Scored, mb: torch.Tensor, skip: torch.Tensor | None
@@ -68,7 +73,7 @@ def minibatch_step(p: RunParts, batch: Batch, s: Scored, mb: torch.Tensor, skip:
         if p.critic is not None:
             _add(stats, critic_micro(p, batch, s, idx, tot))
         if skip is not None:  # rows whose loss is exactly 0: entropy (a metric) from a no-grad pass
-            _add(stats, idle_entropy(p, batch, idx[skip[idx]], tot))
+            _add(stats, idle_entropy(p, batch, s, idx[skip[idx]], tot))
             idx = idx[~skip[idx]]
         if len(idx):
             _add(stats, actor_micro(p, batch, s, idx, tot))
@@ -80,7 +85,7 @@ def minibatch_step(p: RunParts, batch: Batch, s: Scored, mb: torch.Tensor, skip:
 
 def _add(stats: dict[str, float], parts: dict[str, float]) -> None:
     for k, v in parts.items():
-        stats[k] = stats.get(k, 0.0) + v
+        stats[k] = max(stats.get(k, v), v) if k in MAX_KEYS else stats.get(k, 0.0) + v
 
 
 def _rows(r: Rollout, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -97,15 +102,35 @@ def critic_micro(p: RunParts, batch: Batch, s: Scored, idx: torch.Tensor, tot: T
     return {"critic/vf_loss": vl.item()}
 
 
-def idle_entropy(p: RunParts, batch: Batch, idle: torch.Tensor, tot: Totals) -> dict[str, float]:
-    """Entropy of skipped rows (a metric only): a no-grad pass."""
+def idle_entropy(p: RunParts, batch: Batch, s: Scored, idle: torch.Tensor, tot: Totals) -> dict[str, float]:
+    """Entropy and mismatch of skipped rows (metrics only): a no-grad pass."""
     if not len(idle):
         return {}
     r = batch.rollout
     with torch.no_grad():
-        ent = token_logprobs(p.actor.model, *_rows(r, idle), temperature=p.cfg.rollout.temperature,
-                             with_entropy=True)[1]
-    return {"actor/entropy": float((ent * r.response_mask[idle]).sum()) / tot.resp}
+        logp, ent = token_logprobs(p.actor.model, *_rows(r, idle), temperature=p.cfg.rollout.temperature,
+                                   with_entropy=True)
+    old = logp if s.old_logp is None else s.old_logp[idle]
+    return {"actor/entropy": float((ent * r.response_mask[idle]).sum()) / tot.resp,
+            **offpolicy(p, batch, idle, old, tot)[1]}
+
+
+def offpolicy(p: RunParts, batch: Batch, idx: torch.Tensor, train_logp: torch.Tensor, tot: Totals
+              ) -> tuple[torch.Tensor | None, dict[str, float]]:
+    """The correction's per-token weights for rows `idx` (None when the engine gave no behaviour
+    log-probs) and the mismatch metrics, as shares of the mini-batch's generated tokens. `train_logp`:
+    the trainer's log-probs before this update (the loss's old_logp), detached."""
+    r = batch.rollout
+    if r.logprobs is None:
+        return None, {}
+    resp, behaviour, train_logp = r.response_mask[idx], r.logprobs[idx], train_logp.detach()
+    weights, cm = p.correction(train_logp, behaviour, resp)
+    mm = mismatch(train_logp, behaviour, resp)
+    w = float(resp.sum()) / tot.resp
+    return weights, {"rollout/mismatch_kl": float(mm["kl"]) * w, "rollout/mismatch_ratio_mean": float(mm["ratio_mean"]) * w,
+                     "rollout/mismatch_ratio_max": float(mm["ratio_max"]),
+                     "rollout/is_capped_frac": float(cm.get("capped_frac", 0.0)) * w,
+                     "rollout/is_masked_frac": float(cm.get("masked_frac", 0.0)) * w}
 
 
 def actor_micro(p: RunParts, batch: Batch, s: Scored, idx: torch.Tensor, tot: Totals) -> dict[str, float]:
@@ -115,10 +140,13 @@ def actor_micro(p: RunParts, batch: Batch, s: Scored, idx: torch.Tensor, tot: To
     logp, entropy = token_logprobs(p.actor.model, *_rows(r, idx), temperature=p.cfg.rollout.temperature,
                                    with_entropy=True)
     old = logp.detach() if s.old_logp is None else s.old_logp[idx]
-    pg, pm = ppo_clip(logp, old, s.advantages[idx], m, clip_low=a.clip_low, clip_high=a.clip_high, dual_clip=a.dual_clip)
+    pg, pm = p.policy_loss(logp, old, s.advantages[idx], m)  # algo.policy_loss
+    weights, parts = offpolicy(p, batch, idx, old, tot)  # algo.correction: behaviour vs trainer log-probs
+    if weights is not None:
+        pg = pg * weights
     agg = dict(total_tokens=tot.tokens, total_seqs=tot.seqs, constant=a.agg_constant)
     loss = aggregate(pg, m, a.aggregation, **agg)
-    parts = {"actor/pg_loss": loss.item()}
+    parts["actor/pg_loss"] = loss.item()
     if s.ref_logp is not None and a.kl.placement == "loss":
         kl = aggregate(kl_estimate(logp, s.ref_logp[idx], a.kl.estimator), m, a.aggregation, **agg)
         loss = loss + a.kl.coef * kl
@@ -129,8 +157,8 @@ def actor_micro(p: RunParts, batch: Batch, s: Scored, idx: torch.Tensor, tot: To
     w = float(m.sum()) / tot.tokens  # token share, to average per-token metrics over micro-batches
     resp = r.response_mask[idx]  # entropy over every generated token, whatever the loss mask/aggregation
     parts["actor/entropy"] = float((entropy.detach() * resp).sum()) / tot.resp
-    parts["actor/pg_clipfrac"] = float(pm["pg_clipfrac"]) * w
-    parts["actor/ppo_kl"] = float(pm["ppo_kl"]) * w
+    parts["actor/pg_clipfrac"] = float(pm.get("pg_clipfrac", 0.0)) * w
+    parts["actor/ppo_kl"] = float(pm.get("ppo_kl", 0.0)) * w
     return parts
 
 

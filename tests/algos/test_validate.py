@@ -14,7 +14,8 @@ from omegaconf import OmegaConf
 from rlkit.algos.validate import ALGO_KEYS, validate_algo
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "algo"
-SHIPPED = ("grpo", "dr_grpo", "rloo", "reinforce_pp", "reinforce_pp_baseline", "ppo", "dapo")
+SHIPPED = ("grpo", "dr_grpo", "rloo", "reinforce_pp", "reinforce_pp_baseline", "ppo", "dapo", "gspo", "cispo", "sapo",
+           "clip_cov", "kl_cov", "gmpo")
 
 GOOD = {
     "name": "grpo",
@@ -27,6 +28,9 @@ GOOD = {
     "clip_low": 0.2,
     "clip_high": 0.2,
     "dual_clip": None,
+    "policy_loss": {"_target_": "rlkit.algos.losses.ppo_clip", "_partial_": True, "clip_low": 0.2, "clip_high": 0.2,
+                    "dual_clip": None},
+    "correction": {"_target_": "rlkit.algos.offpolicy.no_correction", "_partial_": True},
     "kl": {"placement": "loss", "estimator": "k3", "coef": 0.001},
     "aggregation": "token-mean",
     "agg_constant": None,
@@ -185,3 +189,37 @@ def test_estimators_are_accepted_by_signature_not_by_name():
         validate_algo(_with(advantage={"_target_": f"{__name__}.missing", "_partial_": True}))
     with pytest.raises(ValueError, match="needs a value model"):  # gae.needs_values, not a name list
         validate_algo(_with(advantage=GAE))
+
+
+def my_loss(logp, old_logp, advantages, mask, *, temperature=1.0):  # a user's own policy loss
+    return -advantages * logp / temperature, {}
+
+
+def my_correction(train_logp, rollout_logp, mask, *, cap=3.0):
+    return (train_logp - rollout_logp).exp().clamp(max=cap), {}
+
+
+def test_losses_and_corrections_are_accepted_by_signature_not_by_name():
+    validate_algo(_with(policy_loss={"_target_": f"{__name__}.my_loss", "_partial_": True, "temperature": 2.0}))
+    validate_algo(_with(correction={"_target_": f"{__name__}.my_correction", "_partial_": True, "cap": 5.0}))
+    validate_algo(_with(correction={"_target_": "rlkit.algos.offpolicy.tis", "_partial_": True}))  # default cap
+    with pytest.raises(ValueError, match="algo.policy_loss.temp"):
+        validate_algo(_with(policy_loss={"_target_": f"{__name__}.my_loss", "_partial_": True, "temp": 2.0}))
+    with pytest.raises(ValueError, match=r"algo.policy_loss._target_.*fn\(logp, old_logp, advantages, mask"):
+        validate_algo(_with(policy_loss={"_target_": f"{__name__}.two_args", "_partial_": True}))
+    with pytest.raises(ValueError, match=r"algo.correction._target_.*importable"):
+        validate_algo(_with(correction={"_target_": "rlkit.algos.offpolicy.nope", "_partial_": True}))
+    with pytest.raises(ValueError, match=r"algo.correction.cap=-1.*positive"):
+        validate_algo(_with(correction={"_target_": "rlkit.algos.offpolicy.tis", "_partial_": True, "cap": -1}))
+    with pytest.raises(ValueError, match="algo.policy_loss._partial_"):
+        validate_algo(_with(policy_loss={"_target_": "rlkit.algos.losses.gspo"}))
+
+
+@pytest.mark.parametrize("name", ["gspo", "cispo", "sapo", "clip_cov", "kl_cov", "gmpo"])
+def test_new_loss_files_are_grpo_but_the_loss(name):
+    """`algo=grpo,<loss>` isolates the loss: every key but the loss, its clip range and aggregation is grpo's."""
+    grpo = OmegaConf.to_container(OmegaConf.load(CONF / "grpo.yaml"), resolve=True)
+    cfg = OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"), resolve=True)
+    same = set(ALGO_KEYS) - {"name", "policy_loss", "clip_low", "clip_high", "aggregation"}
+    assert {k: cfg[k] for k in same} == {k: grpo[k] for k in same}
+    assert cfg["policy_loss"]["_target_"] == f"rlkit.algos.losses.{'gmpo' if name == 'gmpo' else name}"

@@ -63,7 +63,9 @@ def _updates(cfg, model, batches):
         rewards[torch.arange(len(last)), last] = b.scores
         adv, ret = adv_fn(rewards, r.response_mask, r.group, None)
         scored = Scored(None, None, None, adv, ret, r.response_mask, torch.zeros(len(b.problems), dtype=torch.bool))
-        metrics.append(update(RunParts(cfg, dist, actor), b, scored))
+        parts = RunParts(cfg, dist, actor, policy_loss=instantiate(cfg.algo.policy_loss),
+                         correction=instantiate(cfg.algo.correction))
+        metrics.append(update(parts, b, scored))
     return torch.cat([p.detach().flatten() for p in policy.parameters()]), metrics
 
 
