@@ -10,6 +10,11 @@ are each written to a temp file, checksummed (`<name>.sha256`) and renamed into 
 verifies the checksum and falls back to the previous file, naming the bad one and moving it aside,
 so a truncated file cannot make every requeue fail the same way.
 
+A checkpoint is resumed only under the configuration that wrote it: `status.json` keeps the composed
+config's fingerprint (`config_fingerprint`), and a start whose config differs (an edited preset, a
+changed default, another sweep file with the same overrides) moves the old directory aside and starts
+a fresh run (`supersede`) instead of silently continuing the old model under the new name.
+
 Preemption: rlkit.run turns SIGTERM/SIGUSR2 into a request (`request_stop`) that train() reads at
 the next step boundary: it checkpoints and raises `Preempted`, and rlkit.run exits 128 + signal.
 """
@@ -57,6 +62,45 @@ def run_key(experiment: str, overrides: list[str]) -> str:
     kept = sorted(o for o in overrides if not o.startswith(("launcher=", "hydra.", "+sweep=")))
     digest = hashlib.sha256(json.dumps([experiment, kept]).encode()).hexdigest()[:12]
     return digest
+
+
+# What may differ between attempts of one run without changing what it trains: where files and metrics
+# go, threads (a requeue may land on another node), checkpoint cadence, and the report/cluster blocks.
+RESUME_IGNORES = ("paths", "tracking", "sweep", "report", "cluster", "evaluate", "passrate", "trainer.threads",
+                  "trainer.checkpoint_every")
+
+
+def config_fingerprint(cfg: Any) -> dict[str, str]:
+    """The resolved config as flat key -> JSON value, minus RESUME_IGNORES: what a resume must match."""
+    from omegaconf import OmegaConf
+
+    def flat(x: Any, prefix: str) -> dict[str, str]:
+        if isinstance(x, dict):
+            return {k: v for key, val in x.items() for k, v in flat(val, f"{prefix}{key}.").items()}
+        return {prefix[:-1]: json.dumps(x, sort_keys=True, default=str)}
+
+    items = flat(OmegaConf.to_container(cfg, resolve=True), "")
+    return {k: v for k, v in sorted(items.items())
+            if not any(k == i or k.startswith(i + ".") for i in RESUME_IGNORES)}
+
+
+def config_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    """`key: old -> new` for every key whose value differs (added or removed keys included)."""
+    return [f"{k}: {old.get(k, '(absent)')} -> {new.get(k, '(absent)')}" for k in sorted(old.keys() | new.keys())
+            if old.get(k) != new.get(k)]
+
+
+def supersede(ckpt_dir: Path, changes: list[str]) -> Path:
+    """Move a checkpoint written under another configuration aside (kept, never deleted) so the job
+    starts fresh; returns where it went."""
+    n = 1
+    while (aside := ckpt_dir.with_name(f"{ckpt_dir.name}.superseded-{n}")).exists():
+        n += 1
+    ckpt_dir.rename(aside)
+    shown = "; ".join(changes[:6]) + (f"; ... {len(changes) - 6} more" if len(changes) > 6 else "")
+    print(f"[rlkit] the checkpoint of this job was written under a different configuration ({shown}); "
+          f"not resuming it: starting a fresh run. The old checkpoint is kept in {aside}", file=sys.stderr)
+    return aside
 
 
 def rng_state() -> dict[str, Any]:

@@ -58,6 +58,14 @@ def run_job(cfg: DictConfig) -> float:
     ckpt_dir = Path(cfg.paths.checkpoints) / checkpoint.run_key(cfg.tracking.experiment, list(hc.overrides.task))
     status = checkpoint.read_status(ckpt_dir)
     dist.barrier()  # every rank has read the status before rank 0 changes it
+    fingerprint = checkpoint.config_fingerprint(cfg)
+    superseded = None  # an unfinished run of these overrides under another config: kept aside, not resumed
+    if status.get("state") not in (None, "finished") and "config" in status:
+        if changes := checkpoint.config_changes(status["config"], fingerprint):
+            superseded = status.get("run_id")
+            if dist.is_main:
+                checkpoint.supersede(ckpt_dir, changes)
+            status = {}
     resume_id = status.get("run_id") if status and status.get("state") != "finished" else None
     if status.get("state") == "finished":
         if sweep and status.get("sweep_id") == sweep.get("sweep_id"):  # a resumed sweep skips its finished jobs
@@ -98,7 +106,9 @@ def run_job(cfg: DictConfig) -> float:
                                 experiment=cfg.tracking.experiment, sweep_id=(sweep or {}).get("sweep_id"),
                                 overrides=list(hc.overrides.task), slurm_job_id=os.environ.get("SLURM_JOB_ID"),
                                 slurm_array=slurm_array_id(), host=socket.gethostname(), pid=os.getpid(),
-                                output_dir=hc.runtime.output_dir)
+                                output_dir=hc.runtime.output_dir, config=fingerprint)
+        if superseded:
+            mark_superseded(cfg, superseded, tracker.run_id)
         if resume_id:
             tracker.set_tags({"rlkit.resumes": str(resumes)})
             print(f"[rlkit] resuming MLflow run {resume_id} from {ckpt_dir} (resume #{resumes})", file=sys.stderr)
@@ -141,6 +151,17 @@ def orphan_run(cfg: DictConfig, key: str) -> str | None:
                           max_results=5)
     empty = [r for r in runs if not r.data.metrics]
     return empty[0].info.run_id if empty else None
+
+
+def mark_superseded(cfg: DictConfig, old_run: str, new_run: str) -> None:
+    """Tag the run whose checkpoint was set aside: the report lists it as superseded, pointing to its successor."""
+    from rlkit.tracking import client
+
+    try:
+        client(cfg.tracking.uri).set_tag(old_run, "rlkit.status", "superseded")
+        client(cfg.tracking.uri).set_tag(old_run, "rlkit.superseded_by", new_run)
+    except Exception as e:  # noqa: BLE001  (a missing old run must not stop the new one)
+        print(f"[rlkit] cannot tag superseded run {old_run}: {type(e).__name__}: {e}", file=sys.stderr)
 
 
 def _record_end(tracker, ckpt_dir: Path, state: str, error: str) -> None:

@@ -68,3 +68,46 @@ def test_killed_after_the_final_checkpoint_still_returns_val_acc(tmp_path, tiny_
     first = train(cfg, NullTracker(), tmp_path / "ck", *data, progress=False)["val/acc"]
     again = train(cfg, NullTracker(), tmp_path / "ck", *data, progress=False)["val/acc"]  # the checkpoint is at the last step
     assert first == first and 0 <= first <= 1 and again == first
+
+
+@pytest.mark.slow
+def test_a_changed_config_starts_fresh_instead_of_resuming(tmp_path, tiny_path):
+    """Same overrides, edited preset: the preempted run's checkpoint was trained under the old preset, so
+    the second start must not continue it. It is moved aside (kept), the old run is tagged superseded and
+    a new run trains the edited config from step 0."""
+    conf = tmp_path / "conf" / "model"
+    conf.mkdir(parents=True)
+    preset = conf / "tiny_edit.yaml"
+    preset.write_text("defaults:\n  - tiny\n  - _self_\nrl_lr: 5.0e-5\n")
+    args = ["--config-dir", str(tmp_path / "conf"), "model=tiny_edit", "trainer.steps=6", "trainer.checkpoint_every=1",
+            "trainer.eval_every=3", *TINY, "sweep.name=edited", f"hydra.run.dir={tmp_path}/out"]
+    proc = subprocess.Popen([sys.executable, "-m", "rlkit.run", *args], cwd=REPO, env=env(tmp_path),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while checkpoint_step(tmp_path / "ck") < 0:
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        assert time.time() < deadline, "no checkpoint in 300 s"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # preempted: checkpointed, resumable
+    assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+    proc.stderr.close()
+    mc = client(tmp_path)
+    exp = mc.get_experiment_by_name("edited").experiment_id
+    [old] = mc.search_runs([exp])
+    [key] = [d.name for d in (tmp_path / "ck").iterdir()]
+
+    preset.write_text("defaults:\n  - tiny\n  - _self_\nrl_lr: 1.0e-4\n")  # the same command, another model
+    r = rlkit("rlkit.run", args, tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "different configuration (model.rl_lr: 5e-05 -> 0.0001" in r.stderr, r.stderr[-3000:]
+    assert "resuming MLflow run" not in r.stderr
+    assert (tmp_path / "ck" / f"{key}.superseded-1" / "state.pt").exists()  # the old checkpoint is kept
+    runs = {x.info.run_id: x for x in mc.search_runs([exp])}
+    [new] = [x for i, x in runs.items() if i != old.info.run_id]
+    assert runs[old.info.run_id].data.tags["rlkit.status"] == "superseded"
+    assert runs[old.info.run_id].data.tags["rlkit.superseded_by"] == new.info.run_id
+    assert new.data.tags["rlkit.status"] == "finished" and new.data.params["trainer.lr"] == "0.0001"
+    assert_clean_history(mc, new.info.run_id, 6, 3)  # every step 1..6 in the new run, from step 0
+
+    again = rlkit("rlkit.run", args, tmp_path, timeout=600)  # finished under this config: a new run, nothing superseded
+    assert again.returncode == 0 and "different configuration" not in again.stderr
