@@ -42,6 +42,7 @@ class TrainerSchema:
     offload_optimizer: bool = False
     deterministic: bool = False
     staleness: int = 0
+    overlap: bool = False
 
 
 @dataclass
@@ -276,6 +277,37 @@ def check_scale(cfg: DictConfig) -> None:
                               "set model.resources.gpus_per_node")
 
 
+def check_overlap(cfg: DictConfig) -> None:
+    """trainer.overlap generates beside the update: it needs a batch to generate ahead (staleness >= 1),
+    a generator with its own weights, and sampling that never draws from the RNG the trainer uses."""
+    t, r = cfg.trainer, cfg.rollout
+    if not t.get("overlap"):
+        return
+    if int(t.staleness) < 1:
+        raise ConfigError("trainer.overlap=true needs trainer.staleness >= 1: the batch generated beside step t's "
+                          "update is trained on at step t + k, and k = 0 leaves nothing to overlap; "
+                          "set trainer.staleness=1 (one-step off-policy)")
+    if r.engine == "vllm":
+        if r.vllm.sleep:
+            raise ConfigError("trainer.overlap=true with rollout.engine=vllm needs rollout.vllm.sleep=false: "
+                              "vLLM keeps generating while the trainer holds the GPU")
+        return
+    if r.engine != "fast":
+        raise ConfigError(f"trainer.overlap=true needs rollout.engine=fast or vllm (not {r.engine}): HF generate "
+                          "draws from the global RNG the trainer uses, so overlapped runs would not be reproducible")
+    if not r.seed_per_prompt:
+        raise ConfigError("trainer.overlap=true with rollout.engine=fast needs rollout.seed_per_prompt=true: the "
+                          "generating thread draws from per-prompt generators, never from the trainer's RNG")
+    if int(OmegaConf.select(cfg, "model.lora.rank", default=0) or 0) > 0:
+        raise ConfigError("trainer.overlap=true with LoRA needs rollout.engine=vllm: the CPU engines merge the "
+                          "adapter into weights the update is changing; set model.lora.rank=0")
+    from rlkit.backends import zero_stage
+
+    if zero_stage(cfg) == 3:
+        raise ConfigError("trainer.overlap=true with ZeRO-3 needs rollout.engine=vllm: the fast engine would copy "
+                          "partitioned weights; use model.resources.zero_stage=2")
+
+
 def check_rewards(cfg: DictConfig) -> None:
     from rlkit.rewards.compose import build_components
 
@@ -306,6 +338,7 @@ def validate(cfg: DictConfig) -> None:
     check_rewards(cfg)
     check_model(cfg)
     check_scale(cfg)
+    check_overlap(cfg)
     check_curriculum(cfg)
     from rlkit.data.templates import TEMPLATES
 

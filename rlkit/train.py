@@ -1,7 +1,7 @@
 """The RL loop: train() reads like the data flow and calls the named steps in rlkit/steps/.
 
 setup (rlkit.steps.parts) -> for each step: sample and score (steps.sample; trainer.staleness = k trains
-on the batch the policy of step t - k generated), old/ref logprobs and
+on the batch the policy of step t - k generated; trainer.overlap generates it beside the update), old/ref logprobs and
 advantages (steps.advantage), update (steps.update), metrics and log (steps.metrics); evaluate
 (steps.evaluate) and checkpoint on schedule.
 
@@ -31,7 +31,7 @@ from rlkit.steps.evaluate import evaluate, evaluate_suite, suite_due
 from rlkit.steps.log import StepLog
 from rlkit.steps.metrics import Timers, rollout_metrics
 from rlkit.steps.parts import RunParts
-from rlkit.steps.sample import next_batch
+from rlkit.steps.sample import next_batch, settle
 from rlkit.steps.update import update
 
 
@@ -62,6 +62,7 @@ def train(cfg: DictConfig, tracker: StepLog, ckpt_dir: Path, groups: list[DataGr
             with timers("update_actor"):
                 m.update(update(p, batch, scored))
             p.sched.step()
+            m.update(settle(p, timers))  # trainer.overlap: the batch generated beside this update, scored
             with p.actor.gathered():
                 p.engine.sync_weights(p.policy)
             m.update(rollout_metrics(batch.rollout, batch.scores, batch.correct, scored.uniform, batch.components))

@@ -181,8 +181,11 @@ class FastEngine:
             h = h + F.linear(F.silu(g) * u, w_d, b_d)
         return F.linear(F.rms_norm(h, h.shape[-1:], w.norm, w.eps), w.lm_head, w.lm_bias)
 
+    takes_generator = True  # generate(..., generator=g) draws from g, never from the global RNG
+
     @torch.no_grad()
-    def generate(self, prompts: list[list[int]], n: int, params: SamplingParams) -> Rollout:
+    def generate(self, prompts: list[list[int]], n: int, params: SamplingParams,
+                 generator: torch.Generator | None = None) -> Rollout:
         tok, model = self.tokenizer, self.model
         eos, pad = tok.eos_token_id, tok.pad_token_id
         w = _Weights(model)
@@ -217,7 +220,7 @@ class FastEngine:
         n_done, t, compactions = 0, 0, 0
         logps = None if params.greedy else torch.zeros(B, T)  # the sampled tokens' log-probs (behaviour policy)
         for t in range(T):
-            token = sample_next(logits, params)
+            token = sample_next(logits, params, generator)
             if n_done:
                 token.masked_fill_(finished, pad)
             out[rows, t] = token

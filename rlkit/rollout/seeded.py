@@ -36,7 +36,11 @@ class PerPromptSeeds:
             return self.engine.generate(prompts, n, params)
         outs = []
         for p in prompts:
+            seed = prompt_seed(params.seed, p)
+            if getattr(self.engine, "takes_generator", False):  # its own generator: the global RNG is not touched,
+                outs.append(self.engine.generate([p], n, params, generator=torch.Generator().manual_seed(seed)))
+                continue  # so generation may run beside training (trainer.overlap); same draws as below
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(prompt_seed(params.seed, p))
+                torch.manual_seed(seed)
                 outs.append(self.engine.generate([p], n, params))
         return cat_rollouts(outs)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from omegaconf import DictConfig
 
 from rlkit import checkpoint, distributed
 from rlkit.backends import Trained, make_backend
+from rlkit.config import ConfigError
 from rlkit.data.problem import Problem
 from rlkit.data.stream import DataGroup, PromptStream
 from rlkit.eval.suite import Suite, load_suite
@@ -24,6 +26,7 @@ from rlkit.models.load import Critic, load_policy, reference
 from rlkit.models.lora import MergedForGeneration, hf_model, is_lora
 from rlkit.rewards.compose import RewardFn, build_components
 from rlkit.rollout.base import Engine
+from rlkit.rollout.own_weights import OwnWeights
 from rlkit.rollout.seeded import PerPromptSeeds
 from rlkit.steps import sample
 
@@ -53,6 +56,7 @@ class RunParts:
     policy_loss: Callable | None = None       # algo.policy_loss bound to its params (rlkit.algos.losses)
     correction: Callable | None = None        # algo.correction bound to its params (rlkit.algos.offpolicy)
     in_flight: list = field(default_factory=list)  # trainer.staleness: generated batches not yet trained on
+    worker: ThreadPoolExecutor | None = None  # trainer.overlap: the thread that generates beside the update
 
     def prompt_ids(self, template: str, problems: list[Problem]) -> list[list[int]]:
         return sample.prompt_ids(self.tokenizer, self.cache, template, problems)
@@ -78,7 +82,8 @@ def build(cfg: DictConfig, groups: list[DataGroup], stage_steps: list[int | None
                      build_components(cfg.reward.components), instantiate(a.advantage),
                      PromptStream(list(zip(groups, stage_steps)), t.prompts_per_step, cfg.seed),  # the global batch
                      held_out or groups[-1:], suite=suite, policy_loss=instantiate(a.policy_loss),
-                     correction=instantiate(a.correction))
+                     correction=instantiate(a.correction),
+                     worker=ThreadPoolExecutor(1, thread_name_prefix="rlkit-generate") if t.get("overlap") else None)
     dist.reseed(cfg.seed)  # ranks > 0 sample from their own streams
     return parts
 
@@ -93,8 +98,14 @@ def make_engine(cfg: DictConfig, model: torch.nn.Module, tokenizer: Any) -> Engi
     from rlkit.rollout.hf import HFEngine
 
     base = hf_model(model)  # (LoRA: the transformers model with its adapter layers)
-    engine = fast.FastEngine(base, tokenizer) if cfg.rollout.engine == "fast" and fast.supports(base) \
-        else HFEngine(base, tokenizer)
+
+    def over(m: torch.nn.Module) -> Engine:
+        return fast.FastEngine(m, tokenizer) if cfg.rollout.engine == "fast" and fast.supports(m) else HFEngine(m, tokenizer)
+
+    engine = OwnWeights(over, base) if cfg.trainer.get("overlap") else over(base)  # overlap: generate beside training
+    if cfg.trainer.get("overlap") and not getattr(engine, "takes_generator", False):
+        raise ConfigError(f"trainer.overlap=true: model={cfg.model.get('name')} is not supported by the fast engine "
+                          "(HF generate would draw from the trainer's RNG); use rollout.engine=vllm or overlap=false")
     if is_lora(model):
         engine = MergedForGeneration(engine, model)  # samples from base + adapter
     return PerPromptSeeds(engine) if cfg.rollout.get("seed_per_prompt") else engine

@@ -52,3 +52,29 @@ def test_training_logprobs_match_generate_scores(tiny_path):
         logp, _ = token_logprobs(model, r.prompt_ids, r.prompt_mask, r.response_ids, r.response_mask)
     m = r.response_mask.bool()
     assert torch.allclose(logp[m], ref[m], atol=1e-4), (logp[m] - ref[m]).abs().max()
+
+
+def test_per_prompt_generators_draw_what_the_seeded_global_stream_drew(tiny_path):
+    """PerPromptSeeds hands the fast engine its own generator (so a worker thread can sample beside the
+    trainer, trainer.overlap); the samples are the ones the seeded global stream gave, and the generator
+    copy of the weights (OwnWeights) samples what the policy does."""
+    from rlkit.rollout.own_weights import OwnWeights
+    from rlkit.rollout.seeded import PerPromptSeeds, step_seed
+
+    class GlobalOnly:  # the same engine without the generator argument: the fork-and-seed path
+        def __init__(self, engine):
+            self.engine = engine
+
+        def generate(self, prompts, n, params):
+            return self.engine.generate(prompts, n, params)
+
+    model, tok, prompts = _setup(tiny_path)
+    params = SamplingParams(40, seed=step_seed(3, 7))
+    own = PerPromptSeeds(FastEngine(model, tok)).generate(prompts[:6], 4, params)
+    fork = PerPromptSeeds(GlobalOnly(FastEngine(model, tok))).generate(prompts[:6], 4, params)
+    assert torch.equal(own.response_ids, fork.response_ids) and torch.equal(own.logprobs, fork.logprobs)
+    assert len(set(own.texts)) > 6  # real sampling, several distinct completions
+    state = torch.get_rng_state()
+    copied = PerPromptSeeds(OwnWeights(lambda m: FastEngine(m, tok), model)).generate(prompts[:6], 4, params)
+    assert torch.equal(state, torch.get_rng_state())  # the global stream is left alone
+    assert torch.equal(copied.response_ids, own.response_ids)

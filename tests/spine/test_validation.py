@@ -95,3 +95,16 @@ def test_the_table_holds_at_least_40_bad_values() -> None:
     if TIMES:
         v = sorted(TIMES.values())
         print(f"\n{len(v)} bad values: median {v[len(v) // 2]:.2f} s, max {v[-1]:.2f} s")
+
+
+@pytest.mark.parametrize("overrides,says", [
+    (["trainer.overlap=true"], "trainer.staleness=1"),
+    (["trainer.overlap=true", "trainer.staleness=1"], "rollout.seed_per_prompt=true"),
+    (["trainer.overlap=true", "trainer.staleness=1", "rollout.seed_per_prompt=true", "rollout.engine=hf"],
+     "rollout.engine=fast or vllm"),
+], ids=["no-staleness", "global-rng", "hf-engine"])
+def test_overlap_needs_what_makes_it_reproducible(overrides: list[str], says: str, tmp_path) -> None:
+    r = run_rlkit(overrides, tmp_path, timeout=60)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "trainer.overlap=true" in r.stderr and says in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "mlflow.db").exists()
