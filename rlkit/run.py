@@ -158,8 +158,9 @@ def mark_superseded(cfg: DictConfig, old_run: str, new_run: str) -> None:
     from rlkit.tracking import client
 
     try:
-        client(cfg.tracking.uri).set_tag(old_run, "rlkit.status", "superseded")
-        client(cfg.tracking.uri).set_tag(old_run, "rlkit.superseded_by", new_run)
+        mc = client(cfg.tracking.uri)
+        mc.set_tag(old_run, "rlkit.status", "superseded")
+        mc.set_tag(old_run, "rlkit.superseded_by", new_run)
     except Exception as e:  # noqa: BLE001  (a missing old run must not stop the new one)
         print(f"[rlkit] cannot tag superseded run {old_run}: {type(e).__name__}: {e}", file=sys.stderr)
 
