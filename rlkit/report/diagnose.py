@@ -18,6 +18,7 @@ Common rules (thresholds in `Thresholds`, overridable from a sweep file's `repor
 | truncation | response_length/clip_ratio | clip ratio > truncation_max |
 | kl_blowup | actor/kl_loss (else actor/ppo_kl when kl_loss is absent or all 0) | KL > kl_max, or KL > kl_floor and > kl_spike × median of all earlier KL values (needs start_window earlier values) |
 | reward_stuck | critic/score/mean | reward ≤ floor + reward_tol for reward_stuck_steps consecutive points; floor = reward_min, or the run's own minimum when reward_min is null |
+| stale_weights | rollout/mismatch_kl, rollout/mismatch_ratio_mean | mismatch KL > mismatch_kl_max or distance of the ratio mean from 1 > mismatch_ratio_dev: the rollout engine samples from other weights than the trainer's (huggingface/trl#5312); `trainer.max_mismatch_kl` is the same check as a hard stop inside the run |
 """
 from __future__ import annotations
 
@@ -37,10 +38,17 @@ ALL_CORRECT = "groups/all_correct_frac"
 KL_LOSS = "actor/kl_loss"
 PPO_KL = "actor/ppo_kl"
 SCORE = "critic/score/mean"
-METRICS = (ENTROPY, DISTINCT, LENGTH, CLIP, FORMAT, VAL_ACC, TRAIN_ACC, ALL_CORRECT, KL_LOSS, PPO_KL, SCORE)
+MISMATCH_KL = "rollout/mismatch_kl"
+MISMATCH_RATIO = "rollout/mismatch_ratio_mean"
+METRICS = (ENTROPY, DISTINCT, LENGTH, CLIP, FORMAT, VAL_ACC, TRAIN_ACC, ALL_CORRECT, KL_LOSS, PPO_KL, SCORE,
+           MISMATCH_KL, MISMATCH_RATIO)
 
 FLAGS = ("entropy_collapse", "length_collapse", "format_hacking", "all_correct_saturation", "truncation",
-         "kl_blowup", "reward_stuck")
+         "kl_blowup", "reward_stuck", "stale_weights")
+
+
+MISMATCH_KL_MAX = 1e-3
+MISMATCH_RATIO_DEV = 0.05
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,10 @@ class Thresholds:
     reward_tol: float = field(default=0.05, metadata={"doc": "reward stuck: within this (absolute) of the floor ..."})
     reward_stuck_steps: int = field(default=20, metadata={"doc": "... for this many consecutive logged points"})
     reward_min: float | None = field(default=None, metadata={"doc": "the reward's known minimum; null = the run's observed minimum"})
+    mismatch_kl_max: float = field(default=MISMATCH_KL_MAX, metadata={
+        "doc": "stale weights: rollout/mismatch_kl above this (on-policy fp32 ~1e-9; staleness 1-2: 1e-5-1e-4) ..."})
+    mismatch_ratio_dev: float = field(default=MISMATCH_RATIO_DEV, metadata={
+        "doc": "... or the sampled tokens' mean pi_train/pi_rollout this far from 1"})
 
     @classmethod
     def from_dict(cls, d: dict | None) -> Thresholds:
@@ -196,6 +208,16 @@ def check_run(s: Series, th: Thresholds) -> dict[str, tuple[str, float | None, s
             patience=th.reward_stuck_steps)
     else:
         out["reward_stuck"] = ("n/a", None, f"{SCORE} not logged")
+
+    if MISMATCH_KL in s:
+        steps, v = s[MISMATCH_KL]
+        ratio = _align(steps, s[MISMATCH_RATIO]) if MISMATCH_RATIO in s else np.full(len(steps), 1.0)
+        with np.errstate(invalid="ignore"):
+            cond = (v > th.mismatch_kl_max) | (np.abs(ratio - 1.0) > th.mismatch_ratio_dev)
+        put("stale_weights", steps, cond,
+            f"mismatch_kl > {th.mismatch_kl_max:g} or |ratio mean - 1| > {th.mismatch_ratio_dev:g}")
+    else:
+        out["stale_weights"] = ("n/a", None, f"{MISMATCH_KL} not logged")
     return out
 
 
