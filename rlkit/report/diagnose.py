@@ -18,7 +18,7 @@ Common rules (thresholds in `Thresholds`, overridable from a sweep file's `repor
 | truncation | response_length/clip_ratio | clip ratio > truncation_max |
 | kl_blowup | actor/kl_loss (else actor/ppo_kl when kl_loss is absent or all 0) | KL > kl_max, or KL > kl_floor and > kl_spike × median of all earlier KL values (needs start_window earlier values) |
 | reward_stuck | critic/score/mean | reward ≤ floor + reward_tol for reward_stuck_steps consecutive points; floor = reward_min, or the run's own minimum when reward_min is null |
-| stale_weights | rollout/mismatch_kl, rollout/mismatch_ratio_mean | mismatch KL > mismatch_kl_max or distance of the ratio mean from 1 > mismatch_ratio_dev: the rollout engine samples from other weights than the trainer's (huggingface/trl#5312); `trainer.max_mismatch_kl` is the same check as a hard stop inside the run |
+| stale_weights | rollout/mismatch_kl, rollout/mismatch_ratio_mean | the rollout engine samples from other weights than the trainer's (huggingface/trl#5312): mismatch KL > mismatch_kl_max, or > mismatch_kl_floor and > mismatch_growth × start (a stale engine's gap grows with every update; rounding, bf16 rollouts and intended staleness stay level), or the ratio mean further than mismatch_ratio_dev from 1; `trainer.max_mismatch_kl` is an absolute hard stop inside the run |
 """
 from __future__ import annotations
 
@@ -47,7 +47,9 @@ FLAGS = ("entropy_collapse", "length_collapse", "format_hacking", "all_correct_s
          "kl_blowup", "reward_stuck", "stale_weights")
 
 
-MISMATCH_KL_MAX = 1e-3
+MISMATCH_KL_MAX = 1e-2     # TRL's stale engine (trl#5312): mean log-prob gap 0.81; bf16 rollouts ~1e-3
+MISMATCH_KL_FLOOR = 1e-6   # fp32 rounding here ~1e-10; staleness 1-2 on the tiny default 1e-5-1e-4 (level)
+MISMATCH_GROWTH = 10.0
 MISMATCH_RATIO_DEV = 0.05
 
 
@@ -71,7 +73,11 @@ class Thresholds:
     reward_stuck_steps: int = field(default=20, metadata={"doc": "... for this many consecutive logged points"})
     reward_min: float | None = field(default=None, metadata={"doc": "the reward's known minimum; null = the run's observed minimum"})
     mismatch_kl_max: float = field(default=MISMATCH_KL_MAX, metadata={
-        "doc": "stale weights: rollout/mismatch_kl above this (on-policy fp32 ~1e-9; staleness 1-2: 1e-5-1e-4) ..."})
+        "doc": "stale weights: rollout/mismatch_kl above this absolute value ..."})
+    mismatch_kl_floor: float = field(default=MISMATCH_KL_FLOOR, metadata={
+        "doc": "... or above this floor (fp32 rounding is far below) ..."})
+    mismatch_growth: float = field(default=MISMATCH_GROWTH, metadata={
+        "doc": "... and this multiple of its start (a stale engine's gap grows with each update) ..."})
     mismatch_ratio_dev: float = field(default=MISMATCH_RATIO_DEV, metadata={
         "doc": "... or the sampled tokens' mean pi_train/pi_rollout this far from 1"})
 
@@ -212,10 +218,13 @@ def check_run(s: Series, th: Thresholds) -> dict[str, tuple[str, float | None, s
     if MISMATCH_KL in s:
         steps, v = s[MISMATCH_KL]
         ratio = _align(steps, s[MISMATCH_RATIO]) if MISMATCH_RATIO in s else np.full(len(steps), 1.0)
+        start = _start(v, th)
         with np.errstate(invalid="ignore"):
-            cond = (v > th.mismatch_kl_max) | (np.abs(ratio - 1.0) > th.mismatch_ratio_dev)
+            cond = ((v > th.mismatch_kl_max) | ((v > th.mismatch_kl_floor) & (v > th.mismatch_growth * start))
+                    | (np.abs(ratio - 1.0) > th.mismatch_ratio_dev))
         put("stale_weights", steps, cond,
-            f"mismatch_kl > {th.mismatch_kl_max:g} or |ratio mean - 1| > {th.mismatch_ratio_dev:g}")
+            f"mismatch_kl > {th.mismatch_kl_max:g}, or > {th.mismatch_kl_floor:g} and > {th.mismatch_growth:g}×start "
+            f"({start:.3g}), or |ratio mean - 1| > {th.mismatch_ratio_dev:g}")
     else:
         out["stale_weights"] = ("n/a", None, f"{MISMATCH_KL} not logged")
     return out
