@@ -162,13 +162,14 @@ class VLLMEngine:
         self.seed = int(cfg.seed) + self.dist.rank // self.tp  # shared by a tensor-parallel group
         self.calls = 0
         self.push_weights = not bool(v.get("skip_weight_push_for_test", False))
-        threads = torch.get_num_threads()  # vLLM's CPU build sets 1 "for serving"; the trainer keeps rlkit's
+        # vLLM's CPU build drops torch to 1 thread "for serving" unless OMP_NUM_THREADS is set, and then disables
+        # torch.set_num_threads: the trainer in this process keeps rlkit's threads (trainer.threads) this way
+        os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
         self.llm = LLM(**engine_kwargs(
             model_path(cfg.model), device=device, dtype=dtype, seed=self.seed, tp=self.tp, world=self.dist.world,
             sleep=bool(sleep), gpu_memory_utilization=float(v.gpu_memory_utilization),
             cpu_kv_cache_gb=float(v.cpu_kv_cache_gb), max_model_len=int(cfg.model.context_length),
             enforce_eager=bool(v.enforce_eager)))
-        torch.set_num_threads(threads)
         self.awake = {"weights", "kv_cache"}
         self._tp_group = None
         if self.tp > 1 and self.dist.world > 1:

@@ -138,10 +138,14 @@ def test_unit_rules():
     s = {"response_length/clip_ratio": (steps, np.full(T, 0.15))}
     assert check_run(s, Thresholds())["truncation"][:2] == ("fired", 0)
     assert check_run(s, Thresholds(truncation_max=0.2))["truncation"][:2] == ("clear", None)
-    # intended staleness (0 at the first step, then a level 1e-4) and bf16-like rollouts (level 3e-3) stay clear
-    stale_k = np.where(steps < 1, 0.0, 1e-4)
-    s = {"rollout/mismatch_kl": (steps, stale_k), "rollout/mismatch_ratio_mean": (steps, np.full(T, 1.01))}
+    # intended staleness (0 at the first step, then growing 1e-4 per step to 4e-3 as the policy speeds up) and
+    # bf16-like rollouts (level 3e-3) stay clear; the same growth without rollout/staleness fires
+    stale_k = np.where(steps < 1, 0.0, 1e-4 * steps)
+    s = {"rollout/mismatch_kl": (steps, stale_k), "rollout/mismatch_ratio_mean": (steps, np.full(T, 1.01)),
+         "rollout/staleness": (steps, np.where(steps < 1, 0.0, 1.0))}
     assert check_run(s, Thresholds())["stale_weights"][:2] == ("clear", None)
+    on_policy = {k: v for k, v in s.items() if k != "rollout/staleness"}
+    assert check_run(on_policy, Thresholds())["stale_weights"][0] == "fired"
     assert check_run({"rollout/mismatch_kl": (steps, np.full(T, 3e-3))}, Thresholds())["stale_weights"][0] == "clear"
     # the ratio alone (TRL's importance ratio of 3e-7), or an absolute gap from the start (0.05 > 1e-2)
     s["rollout/mismatch_ratio_mean"] = (steps, np.where(steps < 5, 1.0, 3e-7))
