@@ -82,10 +82,10 @@ def test_per_request_seeds(rig):
     # more prompt tokens than one scheduler step takes: with chunked prefill a seeded prompt's prefill was split
     # ("CPU Generator does not use offset", then a hang); off on the CPU, the big batch reproduces
     budget = engine.llm.llm_engine.vllm_config.scheduler_config.max_num_batched_tokens
-    big = [p + tok(f" {i}", add_special_tokens=False)["input_ids"] for i in range(2 * budget // len(prompts[0]))
-           for p in prompts[:1]]
-    assert sum(map(len, big)) > budget
-    x, y = (engine.generate(big, 2, SamplingParams(8, seed=9)) for _ in range(2))
+    gen = torch.Generator().manual_seed(0)  # distinct prompts (no shared prefix for the cache to absorb)
+    big = [torch.randint(10, len(tok) - 10, (48,), generator=gen).tolist() for _ in range(2 * budget // 48 + 1)]
+    x, y = (engine.generate(big, 8, SamplingParams(8, seed=9)) for _ in range(2))
+    print(f"\n{len(big)} prompts, {48 * len(big)} prompt tokens > {budget} per scheduler step: seeded batch reproduced")
     assert torch.equal(x.response_ids, y.response_ids)
 
 
