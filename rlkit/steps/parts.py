@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from rlkit import checkpoint, distributed
 from rlkit.backends import Trained, make_backend
-from rlkit.config import ConfigError
+from rlkit.config import ConfigError, vllm_device, vllm_sleep
 from rlkit.data.problem import Problem
 from rlkit.data.stream import DataGroup, PromptStream
 from rlkit.eval.suite import Suite, load_suite
@@ -93,7 +93,10 @@ def make_engine(cfg: DictConfig, model: torch.nn.Module, tokenizer: Any) -> Engi
     if cfg.rollout.engine == "vllm":
         from rlkit.rollout.vllm import VLLMEngine  # optional extra, imported only when chosen
 
-        return VLLMEngine(cfg, tokenizer)
+        device = vllm_device(cfg)
+        dtype = cfg.rollout.vllm.get("dtype")  # null: the policy's own (a bf16 rollout of an fp32 policy is a mismatch)
+        return VLLMEngine(cfg, tokenizer, device=device, sleep=vllm_sleep(cfg, device),
+                          dtype=getattr(torch, dtype) if dtype else next(model.parameters()).dtype)
     from rlkit.rollout import fast
     from rlkit.rollout.hf import HFEngine
 

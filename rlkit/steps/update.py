@@ -133,6 +133,24 @@ def offpolicy(p: RunParts, batch: Batch, idx: torch.Tensor, train_logp: torch.Te
                      "rollout/is_masked_frac": float(cm.get("masked_frac", 0.0)) * w}
 
 
+class StaleWeights(RuntimeError):
+    """The generator's log-probs left the trainer's band: its weights are likely not the policy's."""
+
+
+def mismatch_breach(metrics: dict[str, float], max_kl: float | None, max_ratio_dev: float | None) -> str | None:
+    """The stale-weights guard (trainer.max_mismatch_kl / max_mismatch_ratio_dev): why this step's
+    rollout/training mismatch is out of band, or None. A rollout engine that kept old weights (a skipped
+    or failed push, a woken engine without the update: huggingface/trl#5312) samples from another policy
+    while loss and reward look plausible; only the mismatch shows it. On-policy it is at rounding level
+    (fp32: ~1e-9 here), so any band well above that and below the staleness the run asks for will do."""
+    kl, ratio = metrics.get("rollout/mismatch_kl"), metrics.get("rollout/mismatch_ratio_mean")
+    if max_kl is not None and kl is not None and not kl <= max_kl:
+        return f"rollout/mismatch_kl={kl:.3g} > trainer.max_mismatch_kl={max_kl:g}"
+    if max_ratio_dev is not None and ratio is not None and not abs(ratio - 1.0) <= max_ratio_dev:
+        return f"|rollout/mismatch_ratio_mean - 1|={abs(ratio - 1.0):.3g} > trainer.max_mismatch_ratio_dev={max_ratio_dev:g}"
+    return None
+
+
 def actor_micro(p: RunParts, batch: Batch, s: Scored, idx: torch.Tensor, tot: Totals) -> dict[str, float]:
     """Policy loss (+ KL in the loss, - entropy bonus) of rows `idx`, backpropagated into the actor."""
     a, r = p.cfg.algo, batch.rollout

@@ -8,7 +8,7 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-from rlkit.config import ConfigError
+from rlkit.config import ConfigError, vllm_build
 from rlkit.launch.submit import SWEEPS_DIR, cluster_overrides, compose_multirun
 from rlkit.launch.sweep import check_sweep, config_loader, job_overrides
 from rlkit.report.spec import ReportSpec, load_sweep_file
@@ -25,6 +25,8 @@ def test_the_studies_are_shipped():
 
 @pytest.mark.parametrize("name", SWEEPS)
 def test_sweep_composes_and_declares_its_report(name):
+    if name == "engine" and vllm_build() is None:  # its vllm arm validates only where vLLM is installed
+        pytest.skip("sweeps/engine.yaml needs vLLM (.ci/run's vLLM venv runs this test)")
     cfg = compose_multirun([f"+sweep={name}"])
     jobs = check_sweep(cfg)  # every job composed and passed rlkit.config.validate
     assert jobs and all(f"+sweep={name}" in ov for ov in jobs)

@@ -26,6 +26,8 @@ def healthy() -> dict[str, np.ndarray]:
         "actor/kl_loss": 0.001 + 0.0005 * t,  # ≤ 0.0205, below kl_floor
         "actor/ppo_kl": np.full(T, 0.001),
         "critic/score/mean": -1.0 + 0.05 * t,
+        "rollout/mismatch_kl": np.full(T, 1e-9),  # on-policy fp32: rounding level
+        "rollout/mismatch_ratio_mean": np.full(T, 1.0),
     }
 
 
@@ -52,11 +54,14 @@ def sick(flag: str) -> tuple[dict, dict[int, float]]:
         s["actor/kl_loss"] = np.where(t == 30, 0.5, 0.01)  # one spike: > 10 × median 0.01 and > 0.05
     elif flag == "reward_stuck":
         s["critic/score/mean"] = np.where(t < 5, -0.8, -1.0)  # at its minimum from 5 to the end
+    elif flag == "stale_weights":  # the engine stops receiving weights at 7: the KL grows past 1e-6 at 8
+        s["rollout/mismatch_kl"] = np.where(t < 8, 1e-9, 3e-6 * (t - 7))
     return s, acc
 
 
 EXPECTED_ONSET = {"entropy_collapse": 170, "length_collapse": 200, "format_hacking": 100,
-                  "all_correct_saturation": 250, "truncation": 120, "kl_blowup": 300, "reward_stuck": 50}
+                  "all_correct_saturation": 250, "truncation": 120, "kl_blowup": 300, "reward_stuck": 50,
+                  "stale_weights": 80}
 
 
 def log(client, exp, parent, name, s, acc, status="finished"):
@@ -133,6 +138,19 @@ def test_unit_rules():
     s = {"response_length/clip_ratio": (steps, np.full(T, 0.15))}
     assert check_run(s, Thresholds())["truncation"][:2] == ("fired", 0)
     assert check_run(s, Thresholds(truncation_max=0.2))["truncation"][:2] == ("clear", None)
+    # intended staleness (0 at the first step, then growing 1e-4 per step to 4e-3 as the policy speeds up) and
+    # bf16-like rollouts (level 3e-3) stay clear; the same growth without rollout/staleness fires
+    stale_k = np.where(steps < 1, 0.0, 1e-4 * steps)
+    s = {"rollout/mismatch_kl": (steps, stale_k), "rollout/mismatch_ratio_mean": (steps, np.full(T, 1.01)),
+         "rollout/staleness": (steps, np.where(steps < 1, 0.0, 1.0))}
+    assert check_run(s, Thresholds())["stale_weights"][:2] == ("clear", None)
+    on_policy = {k: v for k, v in s.items() if k != "rollout/staleness"}
+    assert check_run(on_policy, Thresholds())["stale_weights"][0] == "fired"
+    assert check_run({"rollout/mismatch_kl": (steps, np.full(T, 3e-3))}, Thresholds())["stale_weights"][0] == "clear"
+    # the ratio alone (TRL's importance ratio of 3e-7), or an absolute gap from the start (0.05 > 1e-2)
+    s["rollout/mismatch_ratio_mean"] = (steps, np.where(steps < 5, 1.0, 3e-7))
+    assert check_run(s, Thresholds())["stale_weights"][:2] == ("fired", 5)
+    assert check_run({"rollout/mismatch_kl": (steps, np.full(T, 0.05))}, Thresholds())["stale_weights"][:2] == ("fired", 0)
     # KL: ppo_kl used when kl_loss is all zero (no KL term); absolute kl_max rule
     s = {"actor/kl_loss": (steps, np.zeros(T)), "actor/ppo_kl": (steps, np.where(steps >= 33, 2.0, 0.001))}
     state, onset, detail = check_run(s, Thresholds())["kl_blowup"]
