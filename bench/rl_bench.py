@@ -309,8 +309,8 @@ def trl_trainer(cfg, model_dir: Path, tokens: int, steps: int, cur: dict):
         temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, top_k=0, beta=0.0,
         epsilon=a.clip_low, epsilon_high=a.clip_high, loss_type="dapo", scale_rewards="group",
         num_iterations=1, logging_steps=1, report_to="none", save_strategy="no", gradient_checkpointing=False,
-        bf16=False, fp16=False, shuffle_dataset=False, seed=cfg.seed, disable_tqdm=True, dataloader_num_workers=0,
-        log_completions=False)
+        bf16=bool(t.get("bf16", False)), fp16=False,  # trainer.bf16=true: both sides under bf16 autocast
+        shuffle_dataset=False, seed=cfg.seed, disable_tqdm=True, dataloader_num_workers=0, log_completions=False)
     data = Dataset.from_list([{"prompt": render(group.template, p), "idx": i} for i, p in enumerate(problems)])
     trainer = GRPOTrainer(model=str(model_dir), reward_funcs=reward, args=args, train_dataset=data,
                           processing_class=tok)

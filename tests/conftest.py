@@ -15,6 +15,21 @@ DATA = next((Path(c) for c in _CANDIDATES if c and Path(c).is_dir()), REPO.paren
 os.environ.setdefault("RLKIT_DATA_DIR", str(DATA))
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--full-rebuild", action="store_true",
+                     help="also run tests marked full_rebuild (the ~11-min rebuild of the shipped warm start)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`full_rebuild` tests are opt-in: each is a cheaper test's long form (see CONTRIBUTING.md)."""
+    if config.getoption("--full-rebuild"):
+        return
+    skip = pytest.mark.skip(reason="opt-in: --full-rebuild (its prefix is checked by default)")
+    for item in items:
+        if "full_rebuild" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def tiny_path() -> Path:
     """The cached warm start of model=tiny (built once, ~4 min on 2 cores, if absent)."""

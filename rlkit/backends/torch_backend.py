@@ -11,14 +11,17 @@ import torch
 
 
 class Autocast(torch.nn.Module):
-    """Forward passes under bf16 autocast (trainer.bf16); the weights stay fp32."""
+    """Forward passes under bf16 autocast (trainer.bf16); the weights stay fp32. rlkit.rollout.logprobs reads
+    `module` and `autocast_dtype` to run its shared-prefix path under the same autocast."""
+
+    autocast_dtype = torch.bfloat16
 
     def __init__(self, module: torch.nn.Module, device_type: str) -> None:
         super().__init__()
         self.module, self.device_type = module, device_type
 
     def forward(self, *args, **kwargs):
-        with torch.autocast(self.device_type, dtype=torch.bfloat16):
+        with torch.autocast(self.device_type, dtype=self.autocast_dtype):
             return self.module(*args, **kwargs)
 
 

@@ -115,17 +115,18 @@ def _batch(tokenizer, pairs, rng, mixture):
     return x, y, (x != pad).long()
 
 
-def warm_up(spec: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Tokenizer + model + SFT to convergence; saves to `out`, returns the warm-up record."""
+def warm_up(spec: dict[str, Any], out: Path, prefix: int | None = None) -> dict[str, Any]:
+    """Tokenizer + model + SFT to convergence; saves to `out`, returns the warm-up record. `prefix` stops
+    after that many steps (same schedule, same draws), so a test can check the recipe's start cheaply."""
     threads = torch.get_num_threads()
     torch.set_num_threads(BUILD_THREADS)
     try:
-        return _warm_up(spec, out)
+        return _warm_up(spec, out, prefix)
     finally:
         torch.set_num_threads(threads)
 
 
-def _warm_up(spec: dict[str, Any], out: Path) -> dict[str, Any]:
+def _warm_up(spec: dict[str, Any], out: Path, prefix: int | None = None) -> dict[str, Any]:
     w = spec["warmup"]
     torch.manual_seed(w["seed"])
     rng = random.Random(w["seed"])
@@ -145,7 +146,8 @@ def _warm_up(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     losses: list[float] = []
     t0 = time.time()
-    bar = tqdm(range(steps), desc="warm-up (SFT, cached afterwards)", unit="step", dynamic_ncols=True)
+    run_steps = steps if prefix is None else min(prefix, steps)
+    bar = tqdm(range(run_steps), desc="warm-up (SFT, cached afterwards)", unit="step", dynamic_ncols=True)
     for step in bar:
         pairs = [pool[rng.randrange(len(pool))] for _ in range(w["batch_size"])]
         x, y, m = _batch(tokenizer, pairs, rng, w["mixture"])

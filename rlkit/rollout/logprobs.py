@@ -8,7 +8,8 @@ same numbers (tests/rollout/test_logprobs.py):
   response tokens of every row against them: prompt tokens cost 1/G of their usual forward+backward
   (a 19-token prompt is ~23% of a 64-token step's tokens). The model's own modules do the maths
   (norms, projections, MLP, rotary); only the attention call and the token layout are rlkit's.
-* generic (any other model, or a wrapped one: DeepSpeed, autocast, LoRA, hooks): each row is shifted
+* generic (any other model, or a wrapped one: DeepSpeed, LoRA, hooks; rlkit's own bf16 autocast wrapper
+  runs the shared-prefix path inside its autocast): each row is shifted
   left to start at column 0 (`packed_inputs`), so the batch is right-padded and needs no attention
   mask at all (a real token never attends to positions after it); position ids are 0..n-1, exactly
   what generate used (cumsum(mask) - 1).
@@ -55,6 +56,11 @@ def token_logprobs(model, prompt_ids, prompt_mask, response_ids, response_mask, 
     """(logp [B,T] of each response token under the sampling distribution (logits / temperature, as verl),
     entropy [B,T] if asked else None). Positions past a row's response (response_mask 0) hold 0 (past the
     longest response) or a value that must be masked."""
+    inner, dtype = getattr(model, "module", None), getattr(model, "autocast_dtype", None)
+    if dtype is not None and isinstance(inner, torch.nn.Module) and shared_prefix_ok(inner):  # trainer.bf16
+        with torch.autocast(model.device_type, dtype=dtype):  # the shared-prefix path under the wrapper's autocast
+            return _shared_prefix_logprobs(inner, prompt_ids, prompt_mask, response_ids, response_mask, temperature,
+                                           with_entropy)
     if shared_prefix_ok(model):
         return _shared_prefix_logprobs(model, prompt_ids, prompt_mask, response_ids, response_mask, temperature,
                                        with_entropy)

@@ -132,3 +132,26 @@ def test_packed_inputs_layout():
     ids, first = lp.packed_inputs(prompt_ids, prompt_mask, response_ids, response_mask)
     assert ids.tolist() == [[5, 6, 11, 12, 3], [7, 8, 9, 10, 13]]
     assert first.tolist() == [1, 3]
+
+
+def test_bf16_wrapper_runs_the_shared_prefix_path_under_its_autocast(random_tiny, prompts_for, monkeypatch):
+    """trainer.bf16: the Autocast-wrapped policy takes the shared-prefix path inside the same autocast, and
+    gives the generic path's bf16 numbers (same rounding class: close, not equal) and gradients."""
+    from rlkit.backends.torch_backend import Autocast
+
+    model, tok = random_tiny
+    r = rollout(model, tok, prompts_for(tok, 4), 4, 48)
+    model.train()
+    wrapped, m = Autocast(model, "cpu"), r.response_mask
+    args = (r.prompt_ids, r.prompt_mask, r.response_ids, m)
+    fast_lp, _ = lp.token_logprobs(wrapped, *args)
+    g_fast = grads(model, fast_lp, m)
+    monkeypatch.setenv("RLKIT_FAST_LOGPROBS", "0")
+    slow_lp, _ = lp.token_logprobs(wrapped, *args)
+    g_slow = grads(model, slow_lp, m)
+    fp32_lp, _ = lp.token_logprobs(model, *args)
+    v = m.bool()
+    assert fast_lp.dtype == torch.float32 and not torch.equal(fast_lp[v], fp32_lp[v])  # bf16 really ran
+    assert (fast_lp[v] - slow_lp[v]).abs().max() < 0.05, (fast_lp[v] - slow_lp[v]).abs().max()
+    for a, b in zip(g_fast, g_slow):
+        assert (a - b).norm() <= 0.05 * b.norm() + 1e-6, ((a - b).norm(), b.norm())

@@ -4,7 +4,6 @@ machine kind (tests/spine/golden/<vendor>-<kernel level>.json, recorded from the
 refactor; see golden_loop.py)."""
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 

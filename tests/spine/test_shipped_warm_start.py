@@ -67,7 +67,35 @@ def test_variant_cache_key_covers_the_build_code(monkeypatch):
     assert tiny.cache_key(spec) != key  # a change to the code that builds it is a new cache entry
 
 
+PREFIX_STEPS = 100       # the first 100 of 2,000 SFT steps: ~35 s instead of ~11 min
+EXACT_POINTS = 2         # loss-curve points (every 20 steps) equal bit for bit on any x86 CPU kind
+PREFIX_REL_TOL = 0.05    # after that, float reduction order differs between CPU kinds (AVX512 or not)
+
+
 @pytest.mark.slow
+def test_rebuild_prefix_follows_the_shipped_recipe(tmp_path):
+    """The recipe still starts the shipped model, checked on the first PREFIX_STEPS steps of the build: the
+    tokenizer and model config come out byte-identical, the first loss-curve points bit-identical (same data
+    draw, init and learning rate), the rest of the prefix within 5 %. The shipped model was built on an
+    AVX512 CPU; on another CPU kind the float sums part after ~40 steps, so bit-identity is checked only where
+    it holds everywhere. The full rebuild (held-out accuracy per context) is opt-in: `--full-rebuild`."""
+    import torch
+
+    shipped, out = _shipped_record(), tmp_path / "prefix"
+    with torch.random.fork_rng(devices=[]):
+        rebuilt = tiny.warm_up(shipped["spec"], out, prefix=PREFIX_STEPS)
+    for name in ("tokenizer.json", "tokenizer_config.json", "config.json"):
+        assert (out / name).read_bytes() == (tiny.SHIPPED / "tiny" / name).read_bytes(), name
+    curve, ref = rebuilt["loss_curve"], shipped["loss_curve"]
+    assert len(curve) == PREFIX_STEPS // 20, curve
+    assert curve[:EXACT_POINTS] == ref[:EXACT_POINTS], (curve, ref[:len(curve)])
+    for step, (now, then) in enumerate(zip(curve, ref)):
+        assert abs(now - then) <= PREFIX_REL_TOL * then, (step * 20, now, then)
+    assert curve[-1] < 0.25 * curve[0]  # and it is learning: the loss fell from ~5.9
+
+
+@pytest.mark.slow
+@pytest.mark.full_rebuild
 def test_rebuild_from_an_empty_cache_matches_the_shipped_model(tmp_path):
     """The recipe still makes the shipped model: rebuilt from code with an empty cache and HOME, the
     greedy held-out accuracy matches the shipped record overall and per flaw context within 0.02."""
