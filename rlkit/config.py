@@ -43,6 +43,7 @@ class TrainerSchema:
     deterministic: bool = False
     staleness: int = 0
     overlap: bool = False
+    on_nonfinite: str = "stop"
 
 
 @dataclass
@@ -118,6 +119,8 @@ def check_types(cfg: DictConfig) -> None:
     t = cfg.trainer
     if cfg.rollout.engine not in ("fast", "hf", "vllm"):
         raise ConfigError(f"rollout.engine={cfg.rollout.engine!r} is invalid; valid: fast, hf, vllm")
+    if t.on_nonfinite not in ("stop", "continue"):
+        raise ConfigError(f"trainer.on_nonfinite={t.on_nonfinite!r} is invalid; valid: stop, continue")
     if t.backend not in ("auto", "torch", "deepspeed"):
         raise ConfigError(f"trainer.backend={t.backend!r} is invalid; valid: auto, torch, deepspeed")
 

@@ -100,6 +100,7 @@ def run_job(cfg: DictConfig) -> float:
     tags = {**job_tags(cfg, hc, sweep), "rlkit.run_key": ckpt_dir.name}
     resume_id = resume_id or orphan_run(cfg, ckpt_dir.name)
     tracker = Tracker.start(cfg, tags, name, (sweep or {}).get("parent_run_id"), resume_id, ckpt_dir / "spool")
+    from rlkit.steps.metrics import NonFinite
     try:  # from here on the run exists: whatever happens, it ends FAILED / KILLED / preempted, never RUNNING
         resumes = status.get("resumes", -1) + 1
         checkpoint.write_status(ckpt_dir, state="running", run_id=tracker.run_id, resumes=resumes, error=None,
@@ -129,6 +130,11 @@ def run_job(cfg: DictConfig) -> float:
         print(f"[rlkit] {e}; checkpoint in {ckpt_dir}; run the same command to resume MLflow run {tracker.run_id}",
               file=sys.stderr)
         raise SystemExit(128 + e.signum) from None
+    except NonFinite as e:  # diverged: FAILED with a diagnosis, its last checkpoint is the last finite state
+        tracker.set_tags({"rlkit.diagnosis": e.diagnosis})
+        _record_end(tracker, ckpt_dir, "failed", str(e))
+        print(f"rlkit: run {tracker.run_id} FAILED: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
     except BaseException as e:  # an error, KeyboardInterrupt, SystemExit (submitit's requeue): resumable
         _record_end(tracker, ckpt_dir, "failed" if isinstance(e, Exception) else "killed",
                     f"{type(e).__name__}: {e}")
@@ -210,9 +216,9 @@ def main(cfg: DictConfig) -> float:
         sys.exit(2)
     except Exception as e:
         from rlkit.checkpoint import NotWritable
-        from rlkit.tracking import TrackingUnreachable
+        from rlkit.tracking import StoreError, TrackingUnreachable
 
-        if isinstance(e, (TrackingUnreachable, NotWritable)):
+        if isinstance(e, (TrackingUnreachable, NotWritable, StoreError)):
             print(f"rlkit: {e}", file=sys.stderr)  # a user error: the message says what to do, no traceback
             sys.exit(2)
         raise

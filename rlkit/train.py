@@ -29,7 +29,7 @@ from rlkit.steps import parts
 from rlkit.steps.advantage import advantages
 from rlkit.steps.evaluate import evaluate, evaluate_suite, suite_due
 from rlkit.steps.log import StepLog
-from rlkit.steps.metrics import Timers, rollout_metrics
+from rlkit.steps.metrics import NonFinite, Timers, nonfinite, rollout_metrics
 from rlkit.steps.parts import RunParts
 from rlkit.steps.sample import next_batch, settle
 from rlkit.steps.update import update
@@ -73,6 +73,8 @@ def train(cfg: DictConfig, tracker: StepLog, ckpt_dir: Path, groups: list[DataGr
         m.update(timers.metrics())
         m = p.dist.reduce_metrics(m, n_seqs=len(batch.problems), n_tokens=float(batch.rollout.response_mask.sum()))
         tracker.log(m, step + 1)
+        if t.get("on_nonfinite", "stop") == "stop" and (bad := nonfinite(m)):
+            raise NonFinite(step + 1, bad)  # before the checkpoint: the last one saved is finite
         bar.set_postfix(reward=f"{m['critic/score/mean']:.3f}", len=f"{m['response_length/mean']:.1f}",
                         val=f"{p.last_val:.3f}")
         stop = checkpoint.stop_requested(p.dist)  # SIGTERM/SIGUSR2 under rlkit.run: checkpoint now and stop

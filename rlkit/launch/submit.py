@@ -29,6 +29,7 @@ from rlkit.config import CONF_DIR, ConfigError
 from rlkit.launch.callbacks import read_sweep_info
 from rlkit.launch.launchers import read_jobs
 from rlkit.launch.status import find_sweep, pid_alive
+from rlkit.tracking import TrackingUnreachable
 
 SWEEPS_DIR = CONF_DIR.parent / "sweeps"
 LOG = "rlkit_submit.log"
@@ -117,11 +118,17 @@ def main(argv: list[str] | None = None) -> int:
             from rlkit.launch.sweep import check_sweep
 
             check_sweep(cfg)
+            from rlkit.tracking import check_reachable
+
+            check_reachable(str(cfg.tracking.uri))  # before the detached driver: fail here, in seconds
             sweep_dir = Path(str(cfg.hydra.sweep.dir)).resolve()
             if (sweep_dir / "rlkit_sweep.json").exists():
                 raise ConfigError(f"{sweep_dir} already holds a sweep; use --resume {sweep_dir}")
     except ConfigError as e:
         print(f"rlkit: config error: {e}", file=sys.stderr)
+        return 2
+    except TrackingUnreachable as e:
+        print(f"rlkit: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # Hydra composition errors name the group/key
         print(f"rlkit: config error: {type(e).__name__}: {e}", file=sys.stderr)
