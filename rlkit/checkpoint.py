@@ -194,24 +194,44 @@ def _verify_and_load(f: Path) -> dict[str, Any]:
     return torch.load(f, map_location="cpu", weights_only=False)
 
 
+class CheckpointUnreadable(RuntimeError):
+    """Checkpoints exist but none loads: resuming from step 0 inside the same MLflow run would join two
+    trajectories in one history, so the job stops and says how to start fresh."""
+
+
+def fresh_start_hint(path: Path) -> str:
+    import shlex
+
+    cmd = " ".join(shlex.quote(a) for a in ["python", "-m", "rlkit.run", *sys.argv[1:]])
+    return (f"to start this job afresh (a new MLflow run), move its directory aside and run it again: "
+            f"mv {shlex.quote(str(path))} {shlex.quote(str(path))}.unreadable && {cmd}")
+
+
 def load(path: Path) -> dict[str, Any] | None:
-    """The newest checkpoint that verifies (state.pt, else state.prev.pt), or None. A bad file is named
-    on stderr and renamed `<name>.corrupt` (kept for inspection, never loaded again)."""
+    """The newest checkpoint that verifies (state.pt, else state.prev.pt), or None when there is none.
+    A bad file is named on stderr and renamed `<name>.corrupt` (kept for inspection, never loaded again).
+    Raises CheckpointUnreadable when every checkpoint is bad (now or at an earlier start): never a silent
+    restart from step 0."""
     clean_stale(path)
-    for name in (NEWEST, PREVIOUS):
+    bad: list[str] = [str(f) for f in sorted(path.glob("state*.pt.corrupt"))] if path.is_dir() else []
+    names = [n for n in (NEWEST, PREVIOUS) if (path / n).exists()]
+    for i, name in enumerate(names):
         f = path / name
-        if not f.exists():
-            continue
         try:
             return _verify_and_load(f)
         except Exception as e:  # truncated zip, bad checksum, unpickling error
+            then = "falling back to the previous checkpoint" if i + 1 < len(names) else "no other checkpoint left"
             print(f"[rlkit] checkpoint {f} is unreadable ({type(e).__name__}: {str(e)[:300]}); moved to "
-                  f"{f.name}.corrupt, falling back to the previous checkpoint", file=sys.stderr, flush=True)
-            for bad in (f, f.with_name(f.name + ".sha256")):
+                  f"{f.name}.corrupt, {then}", file=sys.stderr, flush=True)
+            bad.append(f"{f} ({type(e).__name__}: {str(e)[:200]})")
+            for moved in (f, f.with_name(f.name + ".sha256")):
                 try:  # (another rank of the same job may have moved it already)
-                    os.replace(bad, bad.with_name(bad.name + ".corrupt"))
+                    os.replace(moved, moved.with_name(moved.name + ".corrupt"))
                 except FileNotFoundError:
                     pass
+    if bad:
+        raise CheckpointUnreadable(f"every checkpoint of this job is unreadable: {'; '.join(bad)}. Not restarting "
+                                   f"from step 0 inside the same MLflow run; {fresh_start_hint(path)}")
     return None
 
 

@@ -59,12 +59,12 @@ def run_job(cfg: DictConfig) -> float:
     status = checkpoint.read_status(ckpt_dir)
     dist.barrier()  # every rank has read the status before rank 0 changes it
     fingerprint = checkpoint.config_fingerprint(cfg)
-    superseded = None  # an unfinished run of these overrides under another config: kept aside, not resumed
+    superseded, aside = None, None  # an unfinished run of these overrides under another config: kept aside
     if status.get("state") not in (None, "finished") and "config" in status:
         if changes := checkpoint.config_changes(status["config"], fingerprint):
             superseded = status.get("run_id")
             if dist.is_main:
-                checkpoint.supersede(ckpt_dir, changes)
+                aside = checkpoint.supersede(ckpt_dir, changes)
             status = {}
     resume_id = status.get("run_id") if status and status.get("state") != "finished" else None
     if status.get("state") == "finished":
@@ -109,7 +109,7 @@ def run_job(cfg: DictConfig) -> float:
                                 slurm_array=slurm_array_id(), host=socket.gethostname(), pid=os.getpid(),
                                 output_dir=hc.runtime.output_dir, config=fingerprint)
         if superseded:
-            mark_superseded(cfg, superseded, tracker.run_id)
+            mark_superseded(cfg, superseded, tracker.run_id, aside)
         if resume_id:
             tracker.set_tags({"rlkit.resumes": str(resumes)})
             print(f"[rlkit] resuming MLflow run {resume_id} from {ckpt_dir} (resume #{resumes})", file=sys.stderr)
@@ -159,16 +159,27 @@ def orphan_run(cfg: DictConfig, key: str) -> str | None:
     return empty[0].info.run_id if empty else None
 
 
-def mark_superseded(cfg: DictConfig, old_run: str, new_run: str) -> None:
-    """Tag the run whose checkpoint was set aside: the report lists it as superseded, pointing to its successor."""
+def mark_superseded(cfg: DictConfig, old_run: str, new_run: str, aside: Path | None = None) -> None:
+    """End the run whose checkpoint was set aside: first the values its spool still held (a job killed
+    before it sent them), then KILLED (unless it already ended) with `rlkit.status=superseded`, pointing
+    to its successor; the report lists it as superseded."""
+    from rlkit import spool
     from rlkit.tracking import client
 
     try:
+        if aside is not None and (aside / "spool").is_dir():
+            sent = spool.replay(aside / "spool", cfg.tracking.uri)
+            if sent:
+                print(f"[rlkit] sent {sent} records the superseded run {old_run} left in {aside / 'spool'}",
+                      file=sys.stderr)
         mc = client(cfg.tracking.uri)
         mc.set_tag(old_run, "rlkit.status", "superseded")
+        mc.set_tag(old_run, "rlkit.state", "superseded")
         mc.set_tag(old_run, "rlkit.superseded_by", new_run)
+        if mc.get_run(old_run).info.status == "RUNNING":  # (a FAILED or KILLED one keeps its status)
+            mc.set_terminated(old_run, "KILLED")
     except Exception as e:  # noqa: BLE001  (a missing old run must not stop the new one)
-        print(f"[rlkit] cannot tag superseded run {old_run}: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"[rlkit] cannot end superseded run {old_run}: {type(e).__name__}: {e}", file=sys.stderr)
 
 
 def _record_end(tracker, ckpt_dir: Path, state: str, error: str) -> None:
@@ -215,7 +226,11 @@ def main(cfg: DictConfig) -> float:
         print(f"rlkit: missing file: {e}", file=sys.stderr)
         sys.exit(2)
     except Exception as e:
-        from rlkit.checkpoint import NotWritable
+        from rlkit.checkpoint import CheckpointUnreadable, NotWritable
+
+        if isinstance(e, CheckpointUnreadable):  # the run is marked FAILED with it; the message says what to do
+            print(f"rlkit: {e}", file=sys.stderr)
+            sys.exit(1)
         from rlkit.tracking import StoreError, TrackingUnreachable
 
         if isinstance(e, (TrackingUnreachable, NotWritable, StoreError)):
