@@ -20,6 +20,7 @@ the next step boundary: it checkpoints and raises `Preempted`, and rlkit.run exi
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -149,18 +150,72 @@ def _write_atomic(f: Path, text: str) -> None:
     os.replace(tmp, f)
 
 
+class DiskFull(OSError):
+    """A checkpoint cannot be written for lack of space: the message names the disk and the path."""
+
+
+def _free(path: Path) -> int:
+    import shutil
+
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return -1
+
+
+def write_failed(path: Path, e: BaseException) -> Exception:
+    """The error to raise for a failed checkpoint write: DiskFull naming the directory when the disk is full
+    (torch.save reports ENOSPC as `[enforce fail at inline_container.cc] unexpected pos ...`), else `e`."""
+    free = _free(path)
+    full = getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(e) \
+        or (0 <= free < 1 << 20)
+    if not full or not isinstance(e, Exception):
+        return e if isinstance(e, Exception) else RuntimeError(str(e))
+    return DiskFull(errno.ENOSPC, f"No space left on device at {path} ({max(free, 0) / 1e6:.1f} MB free) while "
+                    f"writing its checkpoint ({type(e).__name__}: {str(e)[:200]}); the partial file was removed. "
+                    "Free space there (or set paths.checkpoints= to a larger filesystem) and run the same command: "
+                    "it resumes from the last complete checkpoint")
+
+
+def preflight(path: Path, estimate: int) -> None:
+    """Before the first checkpoint: the directory's filesystem must hold the checkpoints a run keeps at
+    its peak (newest + previous + the temp file being written), else fail now naming the disk, rather
+    than after the first steps' compute."""
+    have = sum(f.stat().st_size for f in path.glob("state*.pt") if f.is_file()) if path.is_dir() else 0
+    need = 3 * estimate - have
+    free = _free(path)
+    if 0 <= free < need:
+        raise DiskFull(errno.ENOSPC, f"No space left on device at {path} for this run's checkpoints: about "
+                       f"{need / 1e6:.1f} MB needed (3 x {estimate / 1e6:.1f} MB: newest, previous and the one being "
+                       f"written), {free / 1e6:.1f} MB free. Free space there or set paths.checkpoints= "
+                       "(RLKIT_CHECKPOINT_DIR) to a larger filesystem")
+
+
 def save(path: Path, state: dict[str, Any]) -> None:
     """Write state.pt atomically with its checksum, keeping the previous one as state.prev.pt.
     Order: temp file + fsync; newest -> previous; checksum; temp -> newest. A kill at any point leaves
-    a verifiable newest or previous file."""
+    a verifiable newest or previous file; a failed write (a full disk) removes its temp files and raises
+    DiskFull naming the directory."""
     import torch
 
     path.mkdir(parents=True, exist_ok=True)
     tmp = path / f"{NEWEST}.tmp{os.getpid()}"
-    torch.save(state, tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    digest = _sha256(tmp)
+    try:
+        torch.save(state, tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        digest = _sha256(tmp)
+        _rotate(path, tmp, digest)
+    except Exception as e:
+        for f in (tmp, path / f"{NEWEST}.sha256.tmp{os.getpid()}"):
+            f.unlink(missing_ok=True)
+        err = write_failed(path, e)
+        if err is e:
+            raise
+        raise err from e
+
+
+def _rotate(path: Path, tmp: Path, digest: str) -> None:
     new, prev = path / NEWEST, path / PREVIOUS
     if new.exists():
         os.replace(new, prev)

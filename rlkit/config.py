@@ -70,6 +70,7 @@ class TrackingSchema:
     experiment: str = "default"
     log_samples: int = 4
     spool: bool = True
+    spool_dir: Any = None
     flush_timeout_s: float = 60.0
 
 

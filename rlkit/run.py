@@ -73,11 +73,11 @@ def run_job(cfg: DictConfig) -> float:
             dist.close()
             return float(status.get("val_acc", float("nan")))
         if dist.is_main:
-            if (ckpt_dir / "spool").exists():  # values the finished run could not send yet go first
+            if spool_path(cfg, ckpt_dir).exists():  # values the finished run could not send yet go first
                 from rlkit import spool
 
                 check_reachable(cfg.tracking.uri)
-                spool.replay(ckpt_dir / "spool", cfg.tracking.uri)
+                spool.replay(spool_path(cfg, ckpt_dir), cfg.tracking.uri)
             shutil.rmtree(ckpt_dir)  # the same command after a finished run starts a new run
         status = {}
     if not dist.is_main:  # only rank 0 holds the MLflow run and the status file; it logs the reduced metrics
@@ -99,7 +99,7 @@ def run_job(cfg: DictConfig) -> float:
     name = " ".join(o for o in hc.overrides.task if not o.startswith("hydra")) or "default"
     tags = {**job_tags(cfg, hc, sweep), "rlkit.run_key": ckpt_dir.name}
     resume_id = resume_id or orphan_run(cfg, ckpt_dir.name)
-    tracker = Tracker.start(cfg, tags, name, (sweep or {}).get("parent_run_id"), resume_id, ckpt_dir / "spool")
+    tracker = Tracker.start(cfg, tags, name, (sweep or {}).get("parent_run_id"), resume_id, spool_path(cfg, ckpt_dir))
     from rlkit.steps.metrics import NonFinite
     try:  # from here on the run exists: whatever happens, it ends FAILED / KILLED / preempted, never RUNNING
         resumes = status.get("resumes", -1) + 1
@@ -142,6 +142,13 @@ def run_job(cfg: DictConfig) -> float:
     checkpoint.write_status(ckpt_dir, state="finished", val_acc=result["val/acc"], error=None)
     dist.close()
     return float(result["val/acc"])
+
+
+def spool_path(cfg: DictConfig, ckpt_dir: Path) -> Path:
+    """The job's tracking spool: beside its checkpoint, or under tracking.spool_dir (another filesystem,
+    so a checkpoint filling the disk cannot also stop the tracking of the run's end)."""
+    root = cfg.tracking.get("spool_dir")
+    return Path(root) / ckpt_dir.name / "spool" if root else ckpt_dir / "spool"
 
 
 def orphan_run(cfg: DictConfig, key: str) -> str | None:
@@ -226,9 +233,9 @@ def main(cfg: DictConfig) -> float:
         print(f"rlkit: missing file: {e}", file=sys.stderr)
         sys.exit(2)
     except Exception as e:
-        from rlkit.checkpoint import CheckpointUnreadable, NotWritable
+        from rlkit.checkpoint import CheckpointUnreadable, DiskFull, NotWritable
 
-        if isinstance(e, CheckpointUnreadable):  # the run is marked FAILED with it; the message says what to do
+        if isinstance(e, (CheckpointUnreadable, DiskFull)):  # the run is marked FAILED with it; the message says what to do
             print(f"rlkit: {e}", file=sys.stderr)
             sys.exit(1)
         from rlkit.tracking import StoreError, TrackingUnreachable

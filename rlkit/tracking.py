@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -360,7 +361,15 @@ class Tracker:
     def log_file(self, path: str, artifact_path: str) -> None:
         """A binary artifact (the per-problem parquet): copied into the spool and sent in order."""
         if self.spool is not None:
-            self._emit("file", path=str(self.spool.keep(path)), artifact_path=artifact_path)
+            try:
+                kept = self.spool.keep(path)
+            except OSError as e:  # a full disk: send the caller's file now instead (best effort)
+                try:
+                    self.mc.log_artifact(self.run_id, path, artifact_path)
+                except Exception as e2:  # noqa: BLE001 - an artifact must not stop training
+                    print(f"[rlkit] artifact {path} not logged ({e}; {type(e2).__name__}: {e2})", file=sys.stderr)
+                return
+            self._emit("file", path=str(kept), artifact_path=artifact_path)
         else:
             self.mc.log_artifact(self.run_id, path, artifact_path)
 

@@ -45,6 +45,8 @@ def train(cfg: DictConfig, tracker: StepLog, ckpt_dir: Path, groups: list[DataGr
     if t.get("staleness", 0) and p.dist.world > 1:  # only rank 0's in-flight batches would be checkpointed
         raise NotImplementedError("trainer.staleness > 0 runs in one process (world size 1) for now")
     start = parts.restore(p, ckpt_dir)
+    if p.dist.is_main:  # the checkpoints must fit before any step is spent (a full disk: DiskFull, not a crash)
+        checkpoint.preflight(ckpt_dir, parts.checkpoint_bytes(p))
     if start is None:  # a fresh run: the held-out accuracy before any update is step 0
         start, timers = 0, Timers()
         setup = {"timing_s/setup": time.perf_counter() - t0}
