@@ -45,6 +45,8 @@ class TrainerSchema:
     staleness: int = 0
     overlap: bool = False
     on_nonfinite: str = "stop"
+    reward_budget_s: float = 30.0
+    reward_workers: int = 0
 
 
 @dataclass
@@ -243,6 +245,8 @@ VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.lr": _positive(),
     "trainer.weight_decay": _at_least(0),
     "trainer.grad_clip": _positive(),
+    "trainer.reward_budget_s": _at_least(0),
+    "trainer.reward_workers": _int_at_least(0),
     "rollout.temperature": _positive(),
     "rollout.top_p": _in(0, 1, True, False),
     "rollout.vllm.gpu_memory_utilization": _in(0, 1, True, True),

@@ -67,7 +67,8 @@ def train(cfg: DictConfig, tracker: StepLog, ckpt_dir: Path, groups: list[DataGr
             m.update(settle(p, timers))  # trainer.overlap: the batch generated beside this update, scored
             with p.actor.gathered():
                 p.engine.sync_weights(p.policy)
-            m.update(rollout_metrics(batch.rollout, batch.scores, batch.correct, scored.uniform, batch.components))
+            m.update(rollout_metrics(batch.rollout, batch.scores, batch.correct, scored.uniform, batch.components,
+                                     batch.timed_out))
             m.update(adv_metrics, **{"actor/lr": p.sched.get_last_lr()[0], "data/stage": p.stage})
         m["perf/throughput"] = float(batch.rollout.lengths.sum()) / timers.seconds["step"]
         if (step + 1) % t.eval_every == 0 or step + 1 == t.steps:

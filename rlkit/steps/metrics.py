@@ -45,7 +45,7 @@ class Timers:
 
 
 def rollout_metrics(r: Rollout, scores: torch.Tensor, correct: torch.Tensor, uniform: torch.Tensor,
-                    components: dict[str, list[float]]) -> dict[str, float]:
+                    components: dict[str, list[float]], timed_out: torch.Tensor | None = None) -> dict[str, float]:
     """What was sampled and how it scored (verl's names, plus group outcomes and diversity)."""
     lengths = r.lengths.float()
     all_correct, all_wrong = group_outcomes(correct, r.group)
@@ -61,6 +61,8 @@ def rollout_metrics(r: Rollout, scores: torch.Tensor, correct: torch.Tensor, uni
         "rollout/correct_frac": float(correct.float().mean()),
     }
     m.update({f"rewards/{k}/mean": sum(v) / len(v) for k, v in components.items()})
+    if timed_out is not None:  # share scored as wrong because the step's reward time budget ran out
+        m["rewards/timeout_frac"] = float(timed_out.float().mean())
     return m
 
 
