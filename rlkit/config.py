@@ -113,8 +113,8 @@ def load_group(group: str, name: str, root: DictConfig) -> DictConfig:
 
 # Subtrees whose keys are names the user chooses or that a validator of their own checks: the algo group
 # (rlkit.algos.validate), reward component names (their params bind to the function), the report block
-# (rlkit.report.spec, checked by rlkit.launch.sweep) and the sweep file's full-scale `cluster:` block.
-FREE_KEYS = ("algo", "reward.components", "report", "cluster")
+# (rlkit.report.spec, checked by rlkit.launch.sweep), the sweep file's full-scale `cluster:` block and Hydra's own node.
+FREE_KEYS = ("algo", "reward.components", "report", "cluster", "hydra")
 KEY_GROUPS = ("reward", "length", "model", "data", "eval", "launcher")
 
 

@@ -95,8 +95,11 @@ def test_bit_flip_and_garbage_without_checksum_are_caught(tmp_path, capfd):
     assert checkpoint.load(ck)["step"] == 1
     (ck / "state.prev.pt").write_bytes(b"not a zip")
     (ck / "state.prev.pt.sha256").unlink()  # (a checkpoint from before checksums: loading is the check)
-    assert checkpoint.load(ck) is None  # nothing readable left: the job starts over rather than loop
-    assert "state.prev.pt" in capfd.readouterr().err
+    with pytest.raises(checkpoint.CheckpointUnreadable, match="every checkpoint of this job is unreadable") as e:
+        checkpoint.load(ck)  # nothing readable left: stop, never a silent restart from step 0 (issue 29)
+    assert "state.prev.pt" in str(e.value) and f"mv {ck} {ck}.unreadable" in str(e.value)
+    with pytest.raises(checkpoint.CheckpointUnreadable):  # the next start too (the bad files were moved aside)
+        checkpoint.load(ck)
 
 
 def test_status_drops_an_earlier_error(tmp_path):
