@@ -66,9 +66,10 @@ def run_key(experiment: str, overrides: list[str]) -> str:
 
 
 # What may differ between attempts of one run without changing what it trains: where files and metrics
-# go, threads (a requeue may land on another node), checkpoint cadence, and the report/cluster blocks.
+# go, threads (a requeue may land on another node), checkpoint cadence, the report/cluster blocks, and the
+# guards (divergence stop, reward time budget and its workers: a checkpoint from before them resumes).
 RESUME_IGNORES = ("paths", "tracking", "sweep", "report", "cluster", "evaluate", "passrate", "trainer.threads",
-                  "trainer.checkpoint_every")
+                  "trainer.checkpoint_every", "trainer.on_nonfinite", "trainer.reward_workers", "trainer.reward_budget_s")
 
 
 def config_fingerprint(cfg: Any) -> dict[str, str]:
