@@ -112,3 +112,24 @@ def test_a_disk_filling_mid_run_ends_failed_with_its_message(tmp_path, tiny_path
         assert "No space left on device at" in run.data.tags["rlkit.error"]
         steps = [m.step for m in mc.get_metric_history(run.info.run_id, "timing_s/step")]
         assert len(steps) == len(set(steps)) and max(steps) >= 3  # logged past the fill, each step once
+
+
+def test_a_spool_on_a_full_disk_sends_from_memory_and_delivers_the_end(tmp_path, capfd):
+    from rlkit import tracking
+    from rlkit.spool import Spool
+
+    uri = f"sqlite:///{tmp_path}/m.db"
+    mc = tracking.client(uri)
+    run = mc.create_run(tracking.experiment_id(mc, "full"))
+    with small_fs(tmp_path / "fs", "64k") as fs:
+        (fs / "spool").mkdir()
+        sp = Spool(fs / "spool", uri, mc)
+        sp.append("metrics", run.info.run_id, metrics={"a": 1.0}, step=1, ts=1)
+        fill(fs)  # the disk fills while the run goes on
+        for step in range(2, 40):
+            sp.append("metrics", run.info.run_id, metrics={"a": float(step), "b" * 200: 0.0}, step=step, ts=step)
+        sp.append("terminate", run.info.run_id, status="FINISHED")  # the run's end, through the full spool
+        assert sp.close(60)
+    assert f"No space left on device at {fs}/spool" in capfd.readouterr().err
+    assert [m.value for m in mc.get_metric_history(run.info.run_id, "a")] == [float(s) for s in range(1, 40)]
+    assert mc.get_run(run.info.run_id).info.status == "FINISHED"
