@@ -144,11 +144,15 @@ def _sha256(f: Path) -> str:
 
 def _write_atomic(f: Path, text: str) -> None:
     tmp = f.with_name(f"{f.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, f)
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, f)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # (a full disk: no partial file left behind)
+        raise
 
 
 class DiskFull(OSError):
