@@ -182,15 +182,13 @@ def test_preempted_run_checkpoints_is_marked_and_resumes_exactly_once(tmp_path, 
     assert json.loads((key_dir / "status.json").read_text())["state"] == "preempted"
     stopped_at = checkpoint.load(key_dir)["step"] + 1
     assert stopped_at == logged_step(tmp_path) < steps  # checkpointed at the boundary of the last logged step
-    if sig == signal.SIGTERM:  # and the checkpoint it wrote is then found truncated; a stale temp file too
-        f = key_dir / "state.pt"
-        f.write_bytes(f.read_bytes()[:1000])
-        (key_dir / "state.pt.tmp4242").write_bytes(b"x")
+    if sig == signal.SIGTERM:  # a stale temp file of a killed writer is cleaned (an unreadable only checkpoint
+        (key_dir / "state.pt.tmp4242").write_bytes(b"x")  # stops the job: tests/test_reliability.py)
     code, err = run(tmp_path, a)
     assert code == 0, err[-3000:]
     assert f"resuming MLflow run {r.info.run_id}" in err
     if sig == signal.SIGTERM:
-        assert f"{key_dir / 'state.pt'} is unreadable" in err and not (key_dir / "state.pt.tmp4242").exists()
+        assert not (key_dir / "state.pt.tmp4242").exists()
     mc, after = the_run(tmp_path, "preempt")
     assert after.info.run_id == r.info.run_id and after.info.status == "FINISHED"
     assert after.data.tags["rlkit.state"] == "finished" and not after.data.tags.get("rlkit.error")
