@@ -61,6 +61,10 @@ def finished(root: Path, seed: int) -> bool:
 
 def expected_steps(key: str, steps: int, eval_every: int) -> set[int]:
     evals = {0, steps, *range(eval_every, steps + 1, eval_every)}
+    if key.startswith("eval/") or key == "timing_s/eval_suite":  # the eval suite: base model and last step
+        return {0, steps}  # (eval.every = 0, the default)
+    if key == "timing_s/setup":  # a fresh start's step 0
+        return {0}
     if key.startswith(("val/", "val_ctx/")):
         return evals
     if key == "timing_s/eval":

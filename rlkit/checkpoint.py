@@ -20,6 +20,7 @@ the next step boundary: it checkpoints and raises `Preempted`, and rlkit.run exi
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -65,9 +66,10 @@ def run_key(experiment: str, overrides: list[str]) -> str:
 
 
 # What may differ between attempts of one run without changing what it trains: where files and metrics
-# go, threads (a requeue may land on another node), checkpoint cadence, and the report/cluster blocks.
+# go, threads (a requeue may land on another node), checkpoint cadence, the report/cluster blocks, and the
+# guards (divergence stop, reward time budget and its workers: a checkpoint from before them resumes).
 RESUME_IGNORES = ("paths", "tracking", "sweep", "report", "cluster", "evaluate", "passrate", "trainer.threads",
-                  "trainer.checkpoint_every")
+                  "trainer.checkpoint_every", "trainer.on_nonfinite", "trainer.reward_workers", "trainer.reward_budget_s")
 
 
 def config_fingerprint(cfg: Any) -> dict[str, str]:
@@ -142,25 +144,83 @@ def _sha256(f: Path) -> str:
 
 def _write_atomic(f: Path, text: str) -> None:
     tmp = f.with_name(f"{f.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, f)
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, f)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # (a full disk: no partial file left behind)
+        raise
+
+
+class DiskFull(OSError):
+    """A checkpoint cannot be written for lack of space: the message names the disk and the path."""
+
+
+def _free(path: Path) -> int:
+    import shutil
+
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return -1
+
+
+def write_failed(path: Path, e: BaseException) -> Exception:
+    """The error to raise for a failed checkpoint write: DiskFull naming the directory when the disk is full
+    (torch.save reports ENOSPC as `[enforce fail at inline_container.cc] unexpected pos ...`), else `e`."""
+    free = _free(path)
+    full = getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(e) \
+        or (0 <= free < 1 << 20)
+    if not full or not isinstance(e, Exception):
+        return e if isinstance(e, Exception) else RuntimeError(str(e))
+    return DiskFull(errno.ENOSPC, f"No space left on device at {path} ({max(free, 0) / 1e6:.1f} MB free) while "
+                    f"writing its checkpoint ({type(e).__name__}: {str(e)[:200]}); the partial file was removed. "
+                    "Free space there (or set paths.checkpoints= to a larger filesystem) and run the same command: "
+                    "it resumes from the last complete checkpoint")
+
+
+def preflight(path: Path, estimate: int) -> None:
+    """Before the first checkpoint: the directory's filesystem must hold the checkpoints a run keeps at
+    its peak (newest + previous + the temp file being written), else fail now naming the disk, rather
+    than after the first steps' compute."""
+    have = sum(f.stat().st_size for f in path.glob("state*.pt") if f.is_file()) if path.is_dir() else 0
+    need = 3 * estimate - have
+    free = _free(path)
+    if 0 <= free < need:
+        raise DiskFull(errno.ENOSPC, f"No space left on device at {path} for this run's checkpoints: about "
+                       f"{need / 1e6:.1f} MB needed (3 x {estimate / 1e6:.1f} MB: newest, previous and the one being "
+                       f"written), {free / 1e6:.1f} MB free. Free space there or set paths.checkpoints= "
+                       "(RLKIT_CHECKPOINT_DIR) to a larger filesystem")
 
 
 def save(path: Path, state: dict[str, Any]) -> None:
     """Write state.pt atomically with its checksum, keeping the previous one as state.prev.pt.
     Order: temp file + fsync; newest -> previous; checksum; temp -> newest. A kill at any point leaves
-    a verifiable newest or previous file."""
+    a verifiable newest or previous file; a failed write (a full disk) removes its temp files and raises
+    DiskFull naming the directory."""
     import torch
 
     path.mkdir(parents=True, exist_ok=True)
     tmp = path / f"{NEWEST}.tmp{os.getpid()}"
-    torch.save(state, tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    digest = _sha256(tmp)
+    try:
+        torch.save(state, tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        digest = _sha256(tmp)
+        _rotate(path, tmp, digest)
+    except Exception as e:
+        for f in (tmp, path / f"{NEWEST}.sha256.tmp{os.getpid()}"):
+            f.unlink(missing_ok=True)
+        err = write_failed(path, e)
+        if err is e:
+            raise
+        raise err from e
+
+
+def _rotate(path: Path, tmp: Path, digest: str) -> None:
     new, prev = path / NEWEST, path / PREVIOUS
     if new.exists():
         os.replace(new, prev)
@@ -194,24 +254,44 @@ def _verify_and_load(f: Path) -> dict[str, Any]:
     return torch.load(f, map_location="cpu", weights_only=False)
 
 
+class CheckpointUnreadable(RuntimeError):
+    """Checkpoints exist but none loads: resuming from step 0 inside the same MLflow run would join two
+    trajectories in one history, so the job stops and says how to start fresh."""
+
+
+def fresh_start_hint(path: Path) -> str:
+    import shlex
+
+    cmd = " ".join(shlex.quote(a) for a in ["python", "-m", "rlkit.run", *sys.argv[1:]])
+    return (f"to start this job afresh (a new MLflow run), move its directory aside and run it again: "
+            f"mv {shlex.quote(str(path))} {shlex.quote(str(path))}.unreadable && {cmd}")
+
+
 def load(path: Path) -> dict[str, Any] | None:
-    """The newest checkpoint that verifies (state.pt, else state.prev.pt), or None. A bad file is named
-    on stderr and renamed `<name>.corrupt` (kept for inspection, never loaded again)."""
+    """The newest checkpoint that verifies (state.pt, else state.prev.pt), or None when there is none.
+    A bad file is named on stderr and renamed `<name>.corrupt` (kept for inspection, never loaded again).
+    Raises CheckpointUnreadable when every checkpoint is bad (now or at an earlier start): never a silent
+    restart from step 0."""
     clean_stale(path)
-    for name in (NEWEST, PREVIOUS):
+    bad: list[str] = [str(f) for f in sorted(path.glob("state*.pt.corrupt"))] if path.is_dir() else []
+    names = [n for n in (NEWEST, PREVIOUS) if (path / n).exists()]
+    for i, name in enumerate(names):
         f = path / name
-        if not f.exists():
-            continue
         try:
             return _verify_and_load(f)
         except Exception as e:  # truncated zip, bad checksum, unpickling error
+            then = "falling back to the previous checkpoint" if i + 1 < len(names) else "no other checkpoint left"
             print(f"[rlkit] checkpoint {f} is unreadable ({type(e).__name__}: {str(e)[:300]}); moved to "
-                  f"{f.name}.corrupt, falling back to the previous checkpoint", file=sys.stderr, flush=True)
-            for bad in (f, f.with_name(f.name + ".sha256")):
+                  f"{f.name}.corrupt, {then}", file=sys.stderr, flush=True)
+            bad.append(f"{f} ({type(e).__name__}: {str(e)[:200]})")
+            for moved in (f, f.with_name(f.name + ".sha256")):
                 try:  # (another rank of the same job may have moved it already)
-                    os.replace(bad, bad.with_name(bad.name + ".corrupt"))
+                    os.replace(moved, moved.with_name(moved.name + ".corrupt"))
                 except FileNotFoundError:
                     pass
+    if bad:
+        raise CheckpointUnreadable(f"every checkpoint of this job is unreadable: {'; '.join(bad)}. Not restarting "
+                                   f"from step 0 inside the same MLflow run; {fresh_start_hint(path)}")
     return None
 
 

@@ -6,6 +6,7 @@ data file, an unreachable model, a curriculum naming a data group that does not 
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable
@@ -45,6 +46,9 @@ class TrainerSchema:
     overlap: bool = False
     max_mismatch_kl: Optional[float] = None  # noqa: UP045
     max_mismatch_ratio_dev: Optional[float] = None  # noqa: UP045
+    on_nonfinite: str = "stop"
+    reward_budget_s: float = 30.0
+    reward_workers: int = 0
 
 
 @dataclass
@@ -74,6 +78,7 @@ class TrackingSchema:
     experiment: str = "default"
     log_samples: int = 4
     spool: bool = True
+    spool_dir: Any = None
     flush_timeout_s: float = 60.0
 
 
@@ -112,6 +117,72 @@ def load_group(group: str, name: str, root: DictConfig) -> DictConfig:
     return merged[group]
 
 
+# Subtrees whose keys are names the user chooses or that a validator of their own checks: the algo group
+# (rlkit.algos.validate), reward component names (their params bind to the function), the report block
+# (rlkit.report.spec, checked by rlkit.launch.sweep), the sweep file's full-scale `cluster:` block and Hydra's own node.
+FREE_KEYS = ("algo", "reward.components", "report", "cluster", "hydra")
+KEY_GROUPS = ("reward", "length", "model", "data", "eval", "launcher")
+
+
+def _union(a: Any, b: Any) -> Any:
+    """Two YAML trees merged key by key (a dict wins over a scalar: any file may open a subtree)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return {k: _union(a.get(k), b.get(k)) if k in a and k in b else a.get(k, b.get(k)) for k in a.keys() | b.keys()}
+    return a if isinstance(a, dict) else b
+
+
+@functools.cache
+def known_keys() -> dict[str, Any]:
+    """Every key some shipped file defines: the root config plus every option of every group (a key valid
+    for one data source is accepted for all; the source itself binds its params)."""
+    import yaml
+
+    def load(f: Path) -> dict[str, Any]:
+        d = yaml.safe_load(f.read_text()) or {}
+        return {k: v for k, v in d.items() if k not in ("defaults", "hydra")}
+
+    tree = load(CONF_DIR / "config.yaml")
+    for group in KEY_GROUPS:
+        for f in sorted((CONF_DIR / group).glob("*.yaml")):
+            glob = f.read_text().lstrip().startswith("# @package _global_")
+            tree = _union(tree, load(f) if glob else {group: load(f)})
+    return tree
+
+
+def unknown_keys(node: Any, known: Any, prefix: str = "") -> list[tuple[str, list[str]]]:
+    """(dotted key, nearest valid keys) for every key of `node` that `known` lacks. A dict holding a
+    `_target_` binds its own params, and a subtree the shipped files leave empty is free-form."""
+    import difflib
+
+    if not isinstance(node, dict) or not isinstance(known, dict) or not known or "_target_" in node:
+        return []
+    out = []
+    for k, v in node.items():
+        key = f"{prefix}{k}"
+        if key in FREE_KEYS:
+            continue
+        if k not in known:
+            out.append((key, difflib.get_close_matches(str(k), [str(x) for x in known], n=3, cutoff=0.4)))
+        else:
+            out += unknown_keys(v, known[k], key + ".")
+    return out
+
+
+def _sibling(key: str, name: str) -> str:
+    parent = key.rpartition(".")[0]
+    return f"{parent}.{name}" if parent else name
+
+
+def check_keys(cfg: DictConfig) -> None:
+    """Unknown keys anywhere (a sweep body's `seeed: 3`, `data: {val_sizee: 5}`, a `+key=` override) fail
+    before compute, naming the nearest valid key: Hydra lets a sweep file or `+` add any key."""
+    bad = unknown_keys(OmegaConf.to_container(cfg, resolve=False), known_keys())
+    if bad:
+        lines = [f"{k}: unknown key" + (f"; did you mean {' or '.join(_sibling(k, m) for m in near)}?" if near else "")
+                 for k, near in bad]
+        raise ConfigError("unknown config key(s) (a typo, or a key no group defines):\n  " + "\n  ".join(lines))
+
+
 def check_types(cfg: DictConfig) -> None:
     for key, schema in SCHEMAS.items():
         try:
@@ -124,6 +195,8 @@ def check_types(cfg: DictConfig) -> None:
     t = cfg.trainer
     if cfg.rollout.engine not in ("fast", "hf", "vllm"):
         raise ConfigError(f"rollout.engine={cfg.rollout.engine!r} is invalid; valid: fast, hf, vllm")
+    if t.on_nonfinite not in ("stop", "continue"):
+        raise ConfigError(f"trainer.on_nonfinite={t.on_nonfinite!r} is invalid; valid: stop, continue")
     if t.backend not in ("auto", "torch", "deepspeed"):
         raise ConfigError(f"trainer.backend={t.backend!r} is invalid; valid: auto, torch, deepspeed")
 
@@ -180,6 +253,8 @@ VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.lr": _positive(),
     "trainer.weight_decay": _at_least(0),
     "trainer.grad_clip": _positive(),
+    "trainer.reward_budget_s": _at_least(0),
+    "trainer.reward_workers": _int_at_least(0),
     "rollout.temperature": _positive(),
     "rollout.top_p": _in(0, 1, True, False),
     "rollout.vllm.gpu_memory_utilization": _in(0, 1, True, True),
@@ -392,6 +467,7 @@ def check_curriculum(cfg: DictConfig) -> list[DictConfig]:
 
 def validate(cfg: DictConfig) -> None:
     """Everything that can be checked without compute; raises ConfigError naming the problem."""
+    check_keys(cfg)
     check_types(cfg)
     check_values(cfg)  # (no torch import before here: a bad value fails in about a second)
     check_algo(cfg)

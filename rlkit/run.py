@@ -59,12 +59,12 @@ def run_job(cfg: DictConfig) -> float:
     status = checkpoint.read_status(ckpt_dir)
     dist.barrier()  # every rank has read the status before rank 0 changes it
     fingerprint = checkpoint.config_fingerprint(cfg)
-    superseded = None  # an unfinished run of these overrides under another config: kept aside, not resumed
+    superseded, aside = None, None  # an unfinished run of these overrides under another config: kept aside
     if status.get("state") not in (None, "finished") and "config" in status:
         if changes := checkpoint.config_changes(status["config"], fingerprint):
             superseded = status.get("run_id")
             if dist.is_main:
-                checkpoint.supersede(ckpt_dir, changes)
+                aside = checkpoint.supersede(ckpt_dir, changes)
             status = {}
     resume_id = status.get("run_id") if status and status.get("state") != "finished" else None
     if status.get("state") == "finished":
@@ -73,11 +73,11 @@ def run_job(cfg: DictConfig) -> float:
             dist.close()
             return float(status.get("val_acc", float("nan")))
         if dist.is_main:
-            if (ckpt_dir / "spool").exists():  # values the finished run could not send yet go first
+            if spool_path(cfg, ckpt_dir).exists():  # values the finished run could not send yet go first
                 from rlkit import spool
 
                 check_reachable(cfg.tracking.uri)
-                spool.replay(ckpt_dir / "spool", cfg.tracking.uri)
+                spool.replay(spool_path(cfg, ckpt_dir), cfg.tracking.uri)
             shutil.rmtree(ckpt_dir)  # the same command after a finished run starts a new run
         status = {}
     if not dist.is_main:  # only rank 0 holds the MLflow run and the status file; it logs the reduced metrics
@@ -99,7 +99,8 @@ def run_job(cfg: DictConfig) -> float:
     name = " ".join(o for o in hc.overrides.task if not o.startswith("hydra")) or "default"
     tags = {**job_tags(cfg, hc, sweep), "rlkit.run_key": ckpt_dir.name}
     resume_id = resume_id or orphan_run(cfg, ckpt_dir.name)
-    tracker = Tracker.start(cfg, tags, name, (sweep or {}).get("parent_run_id"), resume_id, ckpt_dir / "spool")
+    tracker = Tracker.start(cfg, tags, name, (sweep or {}).get("parent_run_id"), resume_id, spool_path(cfg, ckpt_dir))
+    from rlkit.steps.metrics import NonFinite
     try:  # from here on the run exists: whatever happens, it ends FAILED / KILLED / preempted, never RUNNING
         resumes = status.get("resumes", -1) + 1
         checkpoint.write_status(ckpt_dir, state="running", run_id=tracker.run_id, resumes=resumes, error=None,
@@ -108,7 +109,7 @@ def run_job(cfg: DictConfig) -> float:
                                 slurm_array=slurm_array_id(), host=socket.gethostname(), pid=os.getpid(),
                                 output_dir=hc.runtime.output_dir, config=fingerprint)
         if superseded:
-            mark_superseded(cfg, superseded, tracker.run_id)
+            mark_superseded(cfg, superseded, tracker.run_id, aside)
         if resume_id:
             tracker.set_tags({"rlkit.resumes": str(resumes)})
             print(f"[rlkit] resuming MLflow run {resume_id} from {ckpt_dir} (resume #{resumes})", file=sys.stderr)
@@ -129,6 +130,11 @@ def run_job(cfg: DictConfig) -> float:
         print(f"[rlkit] {e}; checkpoint in {ckpt_dir}; run the same command to resume MLflow run {tracker.run_id}",
               file=sys.stderr)
         raise SystemExit(128 + e.signum) from None
+    except NonFinite as e:  # diverged: FAILED with a diagnosis, its last checkpoint is the last finite state
+        tracker.set_tags({"rlkit.diagnosis": e.diagnosis})
+        _record_end(tracker, ckpt_dir, "failed", str(e))
+        print(f"rlkit: run {tracker.run_id} FAILED: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
     except BaseException as e:  # an error, KeyboardInterrupt, SystemExit (submitit's requeue): resumable
         _record_end(tracker, ckpt_dir, "failed" if isinstance(e, Exception) else "killed",
                     f"{type(e).__name__}: {e}")
@@ -136,6 +142,13 @@ def run_job(cfg: DictConfig) -> float:
     checkpoint.write_status(ckpt_dir, state="finished", val_acc=result["val/acc"], error=None)
     dist.close()
     return float(result["val/acc"])
+
+
+def spool_path(cfg: DictConfig, ckpt_dir: Path) -> Path:
+    """The job's tracking spool: beside its checkpoint, or under tracking.spool_dir (another filesystem,
+    so a checkpoint filling the disk cannot also stop the tracking of the run's end)."""
+    root = cfg.tracking.get("spool_dir")
+    return Path(root) / ckpt_dir.name / "spool" if root else ckpt_dir / "spool"
 
 
 def orphan_run(cfg: DictConfig, key: str) -> str | None:
@@ -153,16 +166,27 @@ def orphan_run(cfg: DictConfig, key: str) -> str | None:
     return empty[0].info.run_id if empty else None
 
 
-def mark_superseded(cfg: DictConfig, old_run: str, new_run: str) -> None:
-    """Tag the run whose checkpoint was set aside: the report lists it as superseded, pointing to its successor."""
+def mark_superseded(cfg: DictConfig, old_run: str, new_run: str, aside: Path | None = None) -> None:
+    """End the run whose checkpoint was set aside: first the values its spool still held (a job killed
+    before it sent them), then KILLED (unless it already ended) with `rlkit.status=superseded`, pointing
+    to its successor; the report lists it as superseded."""
+    from rlkit import spool
     from rlkit.tracking import client
 
     try:
+        if aside is not None and (aside / "spool").is_dir():
+            sent = spool.replay(aside / "spool", cfg.tracking.uri)
+            if sent:
+                print(f"[rlkit] sent {sent} records the superseded run {old_run} left in {aside / 'spool'}",
+                      file=sys.stderr)
         mc = client(cfg.tracking.uri)
         mc.set_tag(old_run, "rlkit.status", "superseded")
+        mc.set_tag(old_run, "rlkit.state", "superseded")
         mc.set_tag(old_run, "rlkit.superseded_by", new_run)
+        if mc.get_run(old_run).info.status == "RUNNING":  # (a FAILED or KILLED one keeps its status)
+            mc.set_terminated(old_run, "KILLED")
     except Exception as e:  # noqa: BLE001  (a missing old run must not stop the new one)
-        print(f"[rlkit] cannot tag superseded run {old_run}: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"[rlkit] cannot end superseded run {old_run}: {type(e).__name__}: {e}", file=sys.stderr)
 
 
 def _record_end(tracker, ckpt_dir: Path, state: str, error: str) -> None:
@@ -209,10 +233,14 @@ def main(cfg: DictConfig) -> float:
         print(f"rlkit: missing file: {e}", file=sys.stderr)
         sys.exit(2)
     except Exception as e:
-        from rlkit.checkpoint import NotWritable
-        from rlkit.tracking import TrackingUnreachable
+        from rlkit.checkpoint import CheckpointUnreadable, DiskFull, NotWritable
 
-        if isinstance(e, (TrackingUnreachable, NotWritable)):
+        if isinstance(e, (CheckpointUnreadable, DiskFull)):  # the run is marked FAILED with it; the message says what to do
+            print(f"rlkit: {e}", file=sys.stderr)
+            sys.exit(1)
+        from rlkit.tracking import StoreError, TrackingUnreachable
+
+        if isinstance(e, (TrackingUnreachable, NotWritable, StoreError)):
             print(f"rlkit: {e}", file=sys.stderr)  # a user error: the message says what to do, no traceback
             sys.exit(2)
         raise

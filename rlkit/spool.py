@@ -13,6 +13,7 @@ timestamp) triples the run already has.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -111,26 +112,39 @@ def replay(path: Path, uri: str | None = None) -> int:
     present = {run: _present(mc, run, ks) for run, ks in keys.items()}
     for r in todo:
         apply(mc, r, present.get(r["run_id"], set()))
-        _ack(path, r["seq"])
+        try:
+            _ack(path, r["seq"])
+        except OSError:  # a full disk: the spool is cleared below anyway (a crash before resends, deduplicated)
+            pass
     _clear(path)
     return len(todo)
 
 
 class Spool:
-    """The live spool of one process: `append` writes a record and returns; a daemon thread sends."""
+    """The live spool of one process: `append` writes a record and returns; a daemon thread sends.
+
+    A spool that cannot be written (a full disk) degrades instead of failing the loop: records are then
+    kept in memory only (at most MEMORY_LIMIT metric records; tags, params and the run's end always) and
+    sent as usual, so training and the run's final status go on; only a kill before they are sent loses them."""
 
     COMPACT_AFTER = 1000  # records: the log is truncated when everything in it is acknowledged
+    MEMORY_LIMIT = 100_000  # unsent metric records held in memory once the spool file cannot be written
 
     def __init__(self, path: Path, uri: str, mc) -> None:
         self.path, self.uri, self.mc = path, uri, mc
-        path.mkdir(parents=True, exist_ok=True)
-        replay(path, uri)  # (an earlier attempt's leftovers first, so the order holds)
-        (path / META).write_text(json.dumps({"uri": uri, "pid": os.getpid(), "started": time.time()}))
-        self.fh = open(path / LOG, "a")
         self.seq, self.compacted, self.pending = 0, 0, deque()
         self.cv = threading.Condition()
         self.outage_since: float | None = None
         self.ack_warned = False
+        self.dropped = 0
+        self.fh = None
+        path.mkdir(parents=True, exist_ok=True)
+        replay(path, uri)  # (an earlier attempt's leftovers first, so the order holds)
+        try:
+            (path / META).write_text(json.dumps({"uri": uri, "pid": os.getpid(), "started": time.time()}))
+            self.fh = open(path / LOG, "a")
+        except OSError as e:
+            self._degrade(e)
         self.thread = threading.Thread(target=self._send_loop, name="rlkit-spool", daemon=True)
         self.thread.start()
 
@@ -140,16 +154,43 @@ class Spool:
         import shutil
 
         dest = self.path / FILES / f"{self.seq + 1:08d}" / Path(src).name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dest)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+        except OSError:
+            dest.unlink(missing_ok=True)  # (no partial copy left on a full disk)
+            raise
         return dest
+
+    def _degrade(self, e: OSError) -> None:
+        """Stop writing the spool file (called with the lock held, or before the thread starts)."""
+        why = "No space left on device" if getattr(e, "errno", None) == errno.ENOSPC else (e.strerror or str(e))
+        print(f"[rlkit] cannot write the tracking spool: {why} at {self.path}; training goes on and values are "
+              f"sent from memory (a kill before they are sent loses them). Free space there or set "
+              f"tracking.spool_dir= to another filesystem", file=sys.stderr, flush=True)
+        if self.fh is not None:
+            try:
+                self.fh.close()
+            except OSError:  # (the buffered tail cannot be written either; a torn last line is dropped on read)
+                pass
+        self.fh = None
 
     def append(self, op: str, run_id: str, **payload: Any) -> None:
         with self.cv:
             self.seq += 1
             rec = {"seq": self.seq, "op": op, "run_id": run_id, **payload}
-            self.fh.write(json.dumps(rec) + "\n")
-            self.fh.flush()  # in the kernel's page cache: survives a kill of this process
+            if self.fh is not None:
+                try:
+                    self.fh.write(json.dumps(rec) + "\n")
+                    self.fh.flush()  # in the kernel's page cache: survives a kill of this process
+                except OSError as e:  # ENOSPC (a full disk), EIO: keep training, keep the record in memory
+                    self._degrade(e)
+            if self.fh is None and op == "metrics" and len(self.pending) >= self.MEMORY_LIMIT:
+                self.dropped += 1
+                if self.dropped == 1:
+                    print(f"[rlkit] tracking unreachable and spool unwritable: {self.MEMORY_LIMIT} records held in "
+                          "memory; further step metrics are dropped until they are sent", file=sys.stderr, flush=True)
+                return
             self.pending.append(rec)
             self.cv.notify()
 
@@ -182,7 +223,7 @@ class Spool:
                           "the last ones (deduplicated)", file=sys.stderr, flush=True)
             with self.cv:
                 self.pending.popleft()
-                if not self.pending and self.seq - self.compacted >= self.COMPACT_AFTER and not self.fh.closed:
+                if not self.pending and self.seq - self.compacted >= self.COMPACT_AFTER and self.fh is not None:
                     self.fh.truncate(0)  # everything written is acknowledged: keep the file small
                     self.compacted = self.seq
                 self.cv.notify_all()
@@ -204,7 +245,12 @@ class Spool:
         """Flush (up to `timeout` s); an empty spool is removed, else it is left for the next start."""
         done = self.wait(timeout)
         with self.cv:
-            self.fh.close()
+            if self.fh is not None:
+                try:
+                    self.fh.close()
+                except OSError:
+                    pass
+                self.fh = None
             if done:
                 try:
                     _clear(self.path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -93,11 +94,84 @@ def provenance(threads: int, deterministic: bool) -> tuple[dict[str, Any], str]:
 
 
 def client(uri: str):
-    """An MlflowClient whose calls retry on SQLite's `database is locked` (parallel local jobs)."""
+    """An MlflowClient whose calls retry on SQLite's `database is locked` (parallel local jobs). A SQLite
+    store is created or migrated once per process, under an inter-process lock (`ensure_store`)."""
     from mlflow.tracking import MlflowClient
 
+    if uri.startswith("sqlite:///"):
+        ensure_store(uri)
     mc = MlflowClient(tracking_uri=uri)
     return _RetryLocked(mc) if uri.startswith("sqlite:") else mc
+
+
+class StoreError(RuntimeError):
+    """The SQLite store cannot be used as it is (half-migrated); the message says how to repair it."""
+
+
+_READY: set[str] = set()
+
+
+def half_migrated(db: Path) -> list[str]:
+    """The `_alembic_tmp_*` tables an interrupted schema migration left behind (none in a healthy store)."""
+    import sqlite3
+
+    if not db.exists() or db.stat().st_size == 0:
+        return []
+    with sqlite3.connect(db, timeout=30) as con:
+        rows = con.execute("select name from sqlite_master where type='table' and name like '\\_alembic\\_tmp\\_%' "
+                           "escape '\\'").fetchall()
+    return [r[0] for r in rows]
+
+
+def _half_migrated_error(db: Path, tables: list[str]) -> StoreError:
+    drops = "; ".join(f"DROP TABLE {t}" for t in tables)
+    return StoreError(f"the MLflow store {db} is half-migrated: an interrupted schema migration left "
+                      f"{', '.join(tables)}. If the store holds runs, back it up, then: sqlite3 {db} '{drops}' "
+                      f"and start again (MLflow re-runs the migration); an empty new store: rm {db} "
+                      f"(or set tracking.uri=sqlite:///<another file>)")
+
+
+def ensure_store(uri: str) -> None:
+    """Create and migrate a SQLite store under an exclusive lock on `<db>.lock`: MLflow's migration
+    is not safe against itself, and two sweeps started at once on a fresh store both died (or left
+    `_alembic_tmp_*` tables that fail every later start) without it. Once per process and URI."""
+    import fcntl
+
+    if uri in _READY:
+        return
+    from mlflow.tracking import MlflowClient
+
+    db = Path(uri[len("sqlite:///"):])
+    try:
+        lock = open(db.with_name(db.name + ".lock"), "a")
+    except OSError:  # a read-only directory (a report reading a copied store): nothing will be migrated there
+        lock = None
+    try:
+        if lock is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        # (inside the lock: another process's migration in progress has temp tables of its own)
+        if tables := half_migrated(db):
+            raise _half_migrated_error(db, tables)
+        try:
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # creates / migrates the tables
+        except Exception as e:
+            if (tables := half_migrated(db)) or "_alembic_tmp" in str(e):
+                raise _half_migrated_error(db, tables or ["_alembic_tmp_*"]) from e
+            raise
+    finally:
+        if lock is not None:
+            lock.close()  # (releases the lock)
+    _READY.add(uri)
+
+
+def bound_http_retries(uri: str) -> None:
+    """A server URI: cap MLflow's own retries (the default holds one request for minutes), once the
+    5 s reachability probe passed; rlkit's spool retries what fails."""
+    import os
+
+    if uri.startswith(("http://", "https://")):
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 
 class _RetryLocked:
@@ -131,7 +205,7 @@ def prepare_store(uri: str, wal: bool = True) -> None:
     WAL needs shared memory between processes: not for a database on a network filesystem."""
     if not uri.startswith("sqlite:///"):
         return
-    client(uri).search_experiments(max_results=1)
+    client(uri).search_experiments(max_results=1)  # (created under ensure_store's lock)
     if wal:
         import sqlite3
 
@@ -200,13 +274,9 @@ class Tracker:
     @classmethod
     def start(cls, cfg: DictConfig, tags: dict[str, str], run_name: str, parent_run_id: str | None,
               resume_run_id: str | None, spool_dir: Path | None = None) -> Tracker:
-        import os
-
         from rlkit import spool
 
-        if cfg.tracking.uri.startswith(("http://", "https://")):  # the spool retries; MLflow's own retries
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")  # would hold a request for minutes
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+        bound_http_retries(cfg.tracking.uri)  # the spool retries; MLflow's own retries would hold a request for minutes
         use_spool = spool_dir if cfg.tracking.get("spool", True) else None
         if spool_dir is not None:
             spool.replay(spool_dir, cfg.tracking.uri)  # an earlier attempt's unsent values, before reading the run
@@ -291,7 +361,15 @@ class Tracker:
     def log_file(self, path: str, artifact_path: str) -> None:
         """A binary artifact (the per-problem parquet): copied into the spool and sent in order."""
         if self.spool is not None:
-            self._emit("file", path=str(self.spool.keep(path)), artifact_path=artifact_path)
+            try:
+                kept = self.spool.keep(path)
+            except OSError as e:  # a full disk: send the caller's file now instead (best effort)
+                try:
+                    self.mc.log_artifact(self.run_id, path, artifact_path)
+                except Exception as e2:  # noqa: BLE001 - an artifact must not stop training
+                    print(f"[rlkit] artifact {path} not logged ({e}; {type(e2).__name__}: {e2})", file=sys.stderr)
+                return
+            self._emit("file", path=str(kept), artifact_path=artifact_path)
         else:
             self.mc.log_artifact(self.run_id, path, artifact_path)
 

@@ -29,7 +29,7 @@ from rlkit.steps import parts
 from rlkit.steps.advantage import advantages
 from rlkit.steps.evaluate import evaluate, evaluate_suite, suite_due
 from rlkit.steps.log import StepLog
-from rlkit.steps.metrics import Timers, rollout_metrics
+from rlkit.steps.metrics import NonFinite, Timers, nonfinite, rollout_metrics
 from rlkit.steps.parts import RunParts
 from rlkit.steps.sample import next_batch, settle
 from rlkit.steps.update import StaleWeights, mismatch_breach, update
@@ -45,6 +45,8 @@ def train(cfg: DictConfig, tracker: StepLog, ckpt_dir: Path, groups: list[DataGr
     if t.get("staleness", 0) and p.dist.world > 1:  # only rank 0's in-flight batches would be checkpointed
         raise NotImplementedError("trainer.staleness > 0 runs in one process (world size 1) for now")
     start = parts.restore(p, ckpt_dir)
+    if p.dist.is_main:  # the checkpoints must fit before any step is spent (a full disk: DiskFull, not a crash)
+        checkpoint.preflight(ckpt_dir, parts.checkpoint_bytes(p))
     if start is None:  # a fresh run: the held-out accuracy before any update is step 0
         start, timers = 0, Timers()
         setup = {"timing_s/setup": time.perf_counter() - t0}
@@ -65,7 +67,8 @@ def train(cfg: DictConfig, tracker: StepLog, ckpt_dir: Path, groups: list[DataGr
             m.update(settle(p, timers))  # trainer.overlap: the batch generated beside this update, scored
             with p.actor.gathered():
                 p.engine.sync_weights(p.policy)
-            m.update(rollout_metrics(batch.rollout, batch.scores, batch.correct, scored.uniform, batch.components))
+            m.update(rollout_metrics(batch.rollout, batch.scores, batch.correct, scored.uniform, batch.components,
+                                     batch.timed_out))
             m.update(adv_metrics, **{"actor/lr": p.sched.get_last_lr()[0], "data/stage": p.stage})
         m["perf/throughput"] = float(batch.rollout.lengths.sum()) / timers.seconds["step"]
         if (step + 1) % t.eval_every == 0 or step + 1 == t.steps:
@@ -73,6 +76,8 @@ def train(cfg: DictConfig, tracker: StepLog, ckpt_dir: Path, groups: list[DataGr
         m.update(timers.metrics())
         m = p.dist.reduce_metrics(m, n_seqs=len(batch.problems), n_tokens=float(batch.rollout.response_mask.sum()))
         tracker.log(m, step + 1)
+        if t.get("on_nonfinite", "stop") == "stop" and (bad := nonfinite(m)):
+            raise NonFinite(step + 1, bad)  # before the checkpoint: the last one saved is finite
         breach = mismatch_breach(m, t.get("max_mismatch_kl"), t.get("max_mismatch_ratio_dev"))
         if breach:  # the stale-weights guard: logged, then stopped (the run ends FAILED with the reason)
             raise StaleWeights(f"step {step + 1}: {breach}: the rollout engine's weights are not the policy's "

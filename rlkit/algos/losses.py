@@ -67,7 +67,9 @@ def ppo_clip(
 
 
 def _log_ratio(logp: Tensor, old_logp: Tensor) -> Tensor:
-    return torch.clamp(logp - old_logp, min=-20.0, max=20.0)  # as verl, before any exp
+    """log r clamped to [-20, 20] before the exp: verl does so in vanilla PPO and SAPO only (and rlkit in
+    CISPO, whose weight is detached and clipped anyway, so the clamp cannot change its gradient)."""
+    return torch.clamp(logp - old_logp, min=-20.0, max=20.0)
 
 
 def _zero_pad(loss: Tensor, mask: Tensor) -> Tensor:
@@ -94,11 +96,12 @@ def gspo(
     at [1 - clip_low, 1 + clip_high] (the paper's 3e-4 / 4e-4: a sequence ratio moves far less than a
     token's). Per token: s_{i,t} = sg(s_i) * pi(y_t) / sg(pi(y_t)), so its value is s_i and its gradient
     is s_i * grad(logp_t) (equal to the paper's sequence gradient when A is per sequence); loss =
-    max(-A * s_{i,t}, -A * clip(s_{i,t})). As verl, log s_{i,t} is clamped at 10 before the exp.
+    max(-A * s_{i,t}, -A * clip(s_{i,t})). As verl, the token log-ratios are not clamped and log s_{i,t} is
+    clamped at 10 before the exp.
     Aggregate with seq-mean-token-mean (the paper's 1/G sum_i 1/|y_i| sum_t).
     Metrics: ``pg_clipfrac`` share of valid tokens whose clipped term is the larger; ``ppo_kl`` token k1.
     """
-    log_ratio = _log_ratio(logp, old_logp)
+    log_ratio = logp - old_logp  # unclamped, as verl's gspo
     seq = _seq_mean(log_ratio, mask).detach().unsqueeze(-1)  # [B,1] log s_i
     ratio = torch.exp(torch.clamp(logp - logp.detach() + seq, max=10.0))
     unclipped = -advantages * ratio
@@ -193,7 +196,7 @@ def clip_cov(
     the chosen tokens is kept (verl multiplies it by 0); the gradient is the same.
     Metrics: ``pg_clipfrac`` share of valid tokens ratio-clipped or detached; ``ppo_kl`` token k1.
     """
-    log_ratio = _log_ratio(logp, old_logp)
+    log_ratio = logp - old_logp  # unclamped, as verl's clip_cov
     ratio = torch.exp(log_ratio)
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
@@ -229,7 +232,7 @@ def kl_cov(
     (the paper's form). On-policy |log r| = 0 with zero gradient (torch's d|x|/dx at 0), so the penalty
     acts from the second update on a batch. Metrics: ``pg_clipfrac`` share of valid tokens penalised;
     ``ppo_kl`` token k1 (verl logs the mean |log r| there)."""
-    log_ratio = _log_ratio(logp, old_logp)
+    log_ratio = logp - old_logp  # unclamped, as verl's kl_cov
     loss = -advantages * torch.exp(log_ratio)
     cov = torch.where(mask > 0, _covariance(logp, advantages, mask), torch.full_like(logp, -torch.inf))
     n = min(max(int(kl_cov_ratio * float(mask.sum())), 1), int(mask.sum()))
@@ -259,10 +262,12 @@ def gmpo(
     paper's wider range, log r in [-0.4, 0.4]) on the side that limits the update: log r above clip_high
     for A > 0, below -clip_low for A < 0 (like PPO's pessimistic max). Sequence loss = -mean_t(A) *
     exp(mean_t clipped log r), written on each valid token, so seq-mean-token-mean aggregation gives the
-    paper's mean over sequences. Metrics: ``pg_clipfrac`` share of valid tokens whose clip is active;
-    ``ppo_kl`` token k1.
+    paper's mean over sequences. As verl, log r is not clamped. ``gmpo.sequence_weights``: an off-policy
+    correction's token weights enter as their per-sequence geometric mean (verl's ``geo_mean`` with
+    ``rollout_is_weights``), applied by the update step. Metrics: ``pg_clipfrac`` share of valid tokens whose
+    clip is active; ``ppo_kl`` token k1.
     """
-    log_ratio = _log_ratio(logp, old_logp)
+    log_ratio = logp - old_logp  # unclamped, as verl's geo_mean
     sign = torch.sign(advantages)
     bounded = torch.clamp(log_ratio, -clip_low, clip_high)
     used = sign * torch.minimum(sign * log_ratio, sign * bounded)
@@ -272,6 +277,9 @@ def gmpo(
         metrics = {"pg_clipfrac": masked_mean(((used != log_ratio) & (sign != 0)).to(logp.dtype), mask),
                    "ppo_kl": masked_mean(-log_ratio, mask)}
     return loss, metrics
+
+
+gmpo.sequence_weights = True  # a per-sequence loss: token IS weights become one geometric mean per sequence
 
 
 def value_loss(

@@ -23,7 +23,7 @@ from torch import Tensor
 from rlkit.algos.advantages import masked_mean
 from rlkit.algos.kl import kl_estimate
 
-__all__ = ["mismatch", "mis", "no_correction", "seq_tis", "tis"]
+__all__ = ["mismatch", "mis", "no_correction", "seq_geometric_mean", "seq_tis", "tis"]
 
 
 def _ratio(train_logp: Tensor, rollout_logp: Tensor) -> Tensor:
@@ -67,6 +67,16 @@ def seq_tis(train_logp: Tensor, rollout_logp: Tensor, mask: Tensor, *, cap: floa
     w = torch.exp(torch.clamp(log_w, min=-20.0, max=20.0)).detach()
     weights = torch.clamp(w, max=cap).expand_as(train_logp)
     return weights, _fracs(mask, capped=(w > cap).expand_as(train_logp))
+
+
+def seq_geometric_mean(weights: Tensor, mask: Tensor) -> Tensor:
+    """Token weights [B,T] -> each sequence's geometric mean over `mask`, on every token [B,T]: how verl's
+    ``geo_mean`` (GMPO) folds token-level IS weights into its sequence loss (its epsilons included: a
+    masked-out weight 0 counts as 1e-10). Arithmetic means differ once the weights spread (one case:
+    verl's loss 0.0141 where the arithmetic mean gave -0.1384)."""
+    n = mask.sum(-1, keepdim=True)
+    log_w = (torch.log(weights + 1e-10) * mask).sum(-1, keepdim=True) / (n + 1e-8)
+    return torch.exp(log_w).expand_as(weights)
 
 
 def mismatch(train_logp: Tensor, rollout_logp: Tensor, mask: Tensor) -> dict[str, Tensor]:

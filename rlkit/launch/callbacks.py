@@ -47,11 +47,15 @@ class SweepTracking(Callback):
         """Hydra only warns when a callback raises; a sweep must not start unchecked or without its
         parent run, so any error here ends the process before a job is submitted."""
         from rlkit.config import ConfigError
+        from rlkit.tracking import StoreError, TrackingUnreachable
 
         try:
             self._start(config)
         except ConfigError as e:
             print(f"rlkit: config error: {e}", file=sys.stderr)
+            sys.exit(2)
+        except (TrackingUnreachable, StoreError) as e:  # the message single runs give, in seconds
+            print(f"rlkit: {e}", file=sys.stderr)
             sys.exit(2)
         except Exception as e:
             print(f"rlkit: cannot start the sweep: {type(e).__name__}: {e}", file=sys.stderr)
@@ -63,6 +67,8 @@ class SweepTracking(Callback):
 
         jobs = check_sweep(config)  # before a parent run exists or any job is submitted
         uri = config.tracking.uri
+        tracking.check_reachable(uri)  # seconds, not MLflow's minutes of retries (a sweep hung 251 s / forever)
+        tracking.bound_http_retries(uri)
         launcher = OmegaConf.select(config, "hydra.runtime.choices.launcher")
         if launcher == "slurm" and uri.startswith("sqlite:"):
             print("[rlkit] warning: a SQLite MLflow store on a shared filesystem is not safe under concurrent "

@@ -29,6 +29,7 @@ from rlkit.config import CONF_DIR, ConfigError
 from rlkit.launch.callbacks import read_sweep_info
 from rlkit.launch.launchers import read_jobs
 from rlkit.launch.status import find_sweep, pid_alive
+from rlkit.tracking import TrackingUnreachable, check_reachable
 
 SWEEPS_DIR = CONF_DIR.parent / "sweeps"
 LOG = "rlkit_submit.log"
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             if drv.get("host") == socket.gethostname() and drv.get("pid") and pid_alive(drv["pid"]):
                 print(f"rlkit.submit: the sweep's driver (pid {drv['pid']}) is still running", file=sys.stderr)
                 return 1
+            check_reachable(str(old["tracking_uri"]))  # before the detached driver: fail here, in seconds
             keep = [o for o in old["hydra_overrides"] + overrides if not o.startswith("hydra.sweep.dir=")]
             overrides = old["overrides"] + keep
         else:
@@ -117,11 +119,15 @@ def main(argv: list[str] | None = None) -> int:
             from rlkit.launch.sweep import check_sweep
 
             check_sweep(cfg)
+            check_reachable(str(cfg.tracking.uri))  # before the detached driver: fail here, in seconds
             sweep_dir = Path(str(cfg.hydra.sweep.dir)).resolve()
             if (sweep_dir / "rlkit_sweep.json").exists():
                 raise ConfigError(f"{sweep_dir} already holds a sweep; use --resume {sweep_dir}")
     except ConfigError as e:
         print(f"rlkit: config error: {e}", file=sys.stderr)
+        return 2
+    except TrackingUnreachable as e:
+        print(f"rlkit: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # Hydra composition errors name the group/key
         print(f"rlkit: config error: {type(e).__name__}: {e}", file=sys.stderr)

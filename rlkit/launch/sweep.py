@@ -51,6 +51,14 @@ def check_sweep(config: DictConfig) -> list[list[str]] | None:
     """Compose and validate every job (see module doc); returns the jobs' overrides."""
     from rlkit.config import VALUE_RULES, validate
 
+    report = OmegaConf.select(config, "report")
+    if report is not None:  # its keys are the report's schema (rlkit.config leaves the block to it)
+        from rlkit.report.spec import ReportSpec
+
+        try:
+            ReportSpec.from_dict(OmegaConf.to_container(report, resolve=True))
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"sweep {config.sweep.name!r}: report: {e}") from None
     jobs = job_overrides(config)
     if jobs is None:
         return None

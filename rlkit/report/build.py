@@ -494,9 +494,10 @@ def write_files(r: Report, runs: pd.DataFrame, variants: list[str], last_step: p
                                for f, n in unchecked.items())
 
     # ---- markdown
-    md = [f"# Ablation report: {sw.name}", "", " · ".join(meta), "", status, ""]
-    md += [f"> {n}" for n in r.notes] + ([""] if r.notes else [])
-    md += ["## Ablation table", "", tables.to_markdown(abl_grid), "", legend, ""]
+    esc = tables.md_escape  # every name and value a run can carry is rendered inert
+    md = [f"# Ablation report: {esc(sw.name)}", "", esc(" · ".join(meta)), "", esc(status), ""]
+    md += [f"> {esc(n)}" for n in r.notes] + ([""] if r.notes else [])
+    md += ["## Ablation table", "", tables.to_markdown(abl_grid), "", esc(legend), ""]
     if fac_grids:
         md += ["## Factorial view", ""]
         for g in fac_grids:
@@ -505,13 +506,13 @@ def write_files(r: Report, runs: pd.DataFrame, variants: list[str], last_step: p
     md += ["## Power", "", tables.to_markdown(power_grid), ""]
     extra = _extra_grids(r)
     for title, g in extra:
-        md += [f"## {title}", "", tables.to_markdown(g), ""]
-    md += ["## Provenance", ""] + [f"- {x}" for x in _provenance_lines(r)] + [""]
+        md += [f"## {esc(title)}", "", tables.to_markdown(g), ""]
+    md += ["## Provenance", ""] + [f"- {esc(x)}" for x in _provenance_lines(r)] + [""]
     md += ["## Curves", ""]
-    md += [f"![{f.metric}]({f.png.name})" for f in r.figures] + [""]
+    md += [f"![{esc(f.metric).replace('[', '(').replace(']', ')')}]({f.png.name})" for f in r.figures] + [""]
     md += ["## Diagnosis", "", tables.to_markdown(flag_grid), ""]
     if unchecked_note:
-        md += [unchecked_note, ""]
+        md += [esc(unchecked_note), ""]
     md += ["### Flagged runs", "", tables.to_markdown(run_grid) if run_grid.rows else "No run raised a flag.", ""]
     md += ["### Thresholds", "", tables.to_markdown(thr_grid), ""]
     md += ["## Runs not in the means", "",
@@ -563,10 +564,10 @@ def write_files(r: Report, runs: pd.DataFrame, variants: list[str], last_step: p
     tex += ["% Definitions\n\\begin{itemize}\\footnotesize\n" + "\n".join(
         f"\\item \\textbf{{{tables.tex_escape(k)}}}: {tables.tex_escape(v)}" for k, v in FOOTNOTES) + "\n\\end{itemize}"]
     (r.out_dir / "table.tex").write_text(f"% sweep {name}\n" + "\n\n".join(tex) + "\n")
-    tables.ablation_csv(r.ablation).to_csv(r.out_dir / "table.csv", index=False)
-    r.ablation.power.to_csv(r.out_dir / "power.csv", index=False)
+    tables.csv_safe(tables.ablation_csv(r.ablation)).to_csv(r.out_dir / "table.csv", index=False)
+    tables.csv_safe(r.ablation.power).to_csv(r.out_dir / "power.csv", index=False)
     for name, df in (("paired.csv", r.paired), ("suites.csv", r.suite_summary), ("efficiency.csv", r.efficiency)):
         if not df.empty:
-            df.to_csv(r.out_dir / name, index=False)
+            tables.csv_safe(df).to_csv(r.out_dir / name, index=False)
         elif (r.out_dir / name).exists():
             (r.out_dir / name).unlink()

@@ -477,9 +477,30 @@ def factorial_grid(f: Factorial) -> Grid:
 
 # ------------------------------------------------------------------------------------------- renderers
 
+_MD = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "\n": " ", "\r": " "}
+
+
+def md_escape(s: str) -> str:
+    """Text safe in a Markdown table cell or line: HTML's `<`, `>`, `&` as entities (a renderer that passes
+    HTML through would otherwise run a hostile run name's `<script>`), `|` escaped, newlines flattened."""
+    return "".join(_MD.get(ch, ch) for ch in str(s))
+
+
+def csv_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """Text cells a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR first) prefixed with `'`
+    (OWASP's CSV-injection rule); numbers are left alone."""
+    def cell(v):
+        return "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") else v
+
+    out = df.copy()
+    for c in out.columns:
+        if not pd.api.types.is_numeric_dtype(out[c]):
+            out[c] = out[c].map(cell).astype(object)
+    return out
+
+
 def to_markdown(g: Grid) -> str:
-    def esc(s: str) -> str:
-        return s.replace("|", "\\|")
+    esc = md_escape
 
     def cell(c: Cell) -> str:
         return f"**{esc(c.text)}**" if c.bold and c.text else esc(c.text)
@@ -489,9 +510,9 @@ def to_markdown(g: Grid) -> str:
     lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in g.rows]
     out = "\n".join(lines)
     if g.caption:
-        out = f"*{g.caption}*\n\n" + out
+        out = f"*{esc(g.caption)}*\n\n" + out
     for n in g.notes:
-        out += f"\n\n> {n}"
+        out += f"\n\n> {esc(n)}"
     return out
 
 
@@ -520,7 +541,8 @@ def to_html(g: Grid, css_class: str = "ablation") -> str:
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "Δ": r"$\Delta$", "↑": r"$\uparrow$",
-        "↓": r"$\downarrow$", "×": r"$\times$", "—": "--"}
+        "↓": r"$\downarrow$", "×": r"$\times$", "—": "--", "\n": " ", "\r": " ", "<": r"\textless{}",
+        ">": r"\textgreater{}"}
 
 
 def tex_escape(s: str) -> str:
@@ -552,4 +574,5 @@ def to_latex(g: Grid, label: str = "") -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Ablation", "Factorial", "Grid", "ablation", "factorial", "to_markdown", "to_html", "to_latex"]
+__all__ = ["Ablation", "Factorial", "Grid", "ablation", "csv_safe", "factorial", "md_escape", "to_markdown", "to_html",
+           "to_latex"]

@@ -1,6 +1,7 @@
 """Explicit per-step timers and the step's summary metrics, each declaring how it combines over ranks."""
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,7 +45,7 @@ class Timers:
 
 
 def rollout_metrics(r: Rollout, scores: torch.Tensor, correct: torch.Tensor, uniform: torch.Tensor,
-                    components: dict[str, list[float]]) -> dict[str, float]:
+                    components: dict[str, list[float]], timed_out: torch.Tensor | None = None) -> dict[str, float]:
     """What was sampled and how it scored (verl's names, plus group outcomes and diversity)."""
     lengths = r.lengths.float()
     all_correct, all_wrong = group_outcomes(correct, r.group)
@@ -60,6 +61,8 @@ def rollout_metrics(r: Rollout, scores: torch.Tensor, correct: torch.Tensor, uni
         "rollout/correct_frac": float(correct.float().mean()),
     }
     m.update({f"rewards/{k}/mean": sum(v) / len(v) for k, v in components.items()})
+    if timed_out is not None:  # share scored as wrong because the step's reward time budget ran out
+        m["rewards/timeout_frac"] = float(timed_out.float().mean())
     return m
 
 
@@ -83,3 +86,29 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
     var_r = r2 / max(n, 1.0) - (r1 / max(n, 1.0)) ** 2
     var_e = e2 / max(n, 1.0) - (e1 / max(n, 1.0)) ** 2
     return 1.0 - var_e / var_r if var_r > 1e-12 else 0.0
+
+
+# What diverges first when training does (a huge learning rate: the gradient norm, then loss and entropy).
+WATCHED = ("actor/grad_norm", "actor/pg_loss", "actor/entropy", "actor/kl_loss", "actor/ppo_kl", "critic/vf_loss",
+           "critic/grad_norm", "critic/values/mean")
+
+
+class NonFinite(RuntimeError):
+    """A watched metric is NaN or inf: the weights are garbage from here on (trainer.on_nonfinite=stop).
+    Raised after the step is logged and before it is checkpointed, so the last checkpoint is the
+    last finite state."""
+
+    def __init__(self, step: int, bad: dict[str, float]) -> None:
+        shown = ", ".join(f"{k}={v}" for k, v in bad.items())
+        super().__init__(f"non-finite training metrics at step {step}: {shown}; stopped without checkpointing "
+                         "(lower trainer.lr or trainer.grad_clip; trainer.on_nonfinite=continue trains on)")
+        self.step, self.bad = step, bad
+
+    @property
+    def diagnosis(self) -> str:
+        return f"nonfinite at step {self.step}: {', '.join(self.bad)}"
+
+
+def nonfinite(m: dict[str, float], keys: tuple[str, ...] = WATCHED) -> dict[str, float]:
+    """The watched metrics of one step that are NaN or inf (empty: all finite)."""
+    return {k: m[k] for k in keys if k in m and m[k] is not None and not math.isfinite(float(m[k]))}

@@ -150,6 +150,19 @@ def save(p: RunParts, ckpt_dir: Path, step: int, run_id: str | None, wall_s: flo
         checkpoint.save(ckpt_dir, state)
 
 
+def checkpoint_bytes(p: RunParts) -> int:
+    """About what `save` writes: every weight plus AdamW's two moments of the trainable ones (actor and
+    critic), and the reference when a curriculum resets it (for rlkit.checkpoint.preflight)."""
+    def size(model, trainable_only: bool = False) -> int:
+        if model is None:
+            return 0
+        return sum(t.numel() * t.element_size() for t in model.parameters() if t.requires_grad or not trainable_only)
+
+    critic = p.critic.model if p.critic is not None else None
+    total = sum(size(m) + 2 * size(m, True) for m in (p.actor.model, critic))
+    return total + (size(p.ref) if p.ref is not None and p.cfg.curriculum.reset_ref else 0)
+
+
 def torch_threads(cfg: DictConfig, env: Mapping[str, str] | None = None) -> int:
     """trainer.threads, else RLKIT_THREADS (set by the parallel launchers), else the CPUs this process
     may use (its affinity: a SLURM/cgroup cpuset) shared by the processes of a torchrun on this node.

@@ -28,7 +28,7 @@ from rlkit.data.problem import Problem
 from rlkit.data.stream import DataGroup
 from rlkit.data.templates import render
 from rlkit.rewards.base import RewardContext
-from rlkit.rewards.compose import score
+from rlkit.rewards.compose import score_budgeted
 from rlkit.rollout.base import Rollout, SamplingParams, cat_rollouts
 from rlkit.rollout.logprobs import token_logprobs
 from rlkit.rollout.seeded import step_seed
@@ -50,6 +50,7 @@ class Batch:
     correct: torch.Tensor       # [B] bool, the data group's correctness rule
     components: dict[str, list[float]]
     problems: list[Problem]
+    timed_out: torch.Tensor | None = None  # [B] bool: scored as wrong because the reward time budget ran out
 
 
 @dataclass
@@ -152,14 +153,16 @@ def scored(p: RunParts, d: Draw, rollout: Rollout, timers: Timers) -> Batch:
         lengths = rollout.lengths.tolist()
         ctxs = [RewardContext(lengths[i], params.max_new_tokens, bool(rollout.truncated[i]), d.step, p.cfg.trainer.steps)
                 for i in range(len(expanded))]
-        total, per = score(p.components, rollout.texts, expanded, ctxs)
-        correct = torch.tensor([bool(d.group.correct(t, x)) for t, x in zip(rollout.texts, expanded)])
+        t = p.cfg.trainer  # (a bounded time per step: past it, the completions left score as wrong)
+        total, per, ok, late = score_budgeted(p.components, rollout.texts, expanded, ctxs, d.group.correct,
+                                              float(t.get("reward_budget_s", 0)), int(t.get("reward_workers", 0)))
+        correct = torch.tensor(ok)
     if rollout.logprobs is None:  # an engine that does not report them: the generating policy's, recomputed now
         with timers("gen_logprobs"), torch.no_grad():
             lp = token_logprobs(p.actor.model, rollout.prompt_ids, rollout.prompt_mask, rollout.response_ids,
                                 rollout.response_mask, temperature=params.temperature)[0]
         rollout.logprobs = lp * rollout.response_mask
-    return Batch(rollout, torch.tensor(total, dtype=torch.float32), correct, per, expanded)
+    return Batch(rollout, torch.tensor(total, dtype=torch.float32), correct, per, expanded, torch.tensor(late))
 
 
 def generate_scored(p: RunParts, d: Draw, timers: Timers) -> Batch:
@@ -226,8 +229,9 @@ def concat(batches: list[Batch], keep_groups: list[torch.Tensor]) -> Batch:
     rollout = cat_rollouts([b.rollout for b in batches], keep_groups)
     rows = [(b, i) for b, keep in zip(batches, keep_groups) for i in range(len(b.problems)) if keep[i]]
     comps = {k: [b.components[k][i] for b, i in rows] for k in batches[0].components}
+    late = torch.stack([b.timed_out[i] for b, i in rows]) if all(b.timed_out is not None for b in batches) else None
     return Batch(rollout, torch.stack([b.scores[i] for b, i in rows]), torch.stack([b.correct[i] for b, i in rows]),
-                 comps, [b.problems[i] for b, i in rows])
+                 comps, [b.problems[i] for b, i in rows], late)
 
 
 def dynamic_sample(first: Batch, regenerate: Callable[[], Batch], per_step: int, group_size: int, max_rounds: int,

@@ -14,7 +14,7 @@ from rlkit import distributed
 from rlkit.algos.aggregate import aggregate
 from rlkit.algos.kl import kl_estimate
 from rlkit.algos.losses import value_loss
-from rlkit.algos.offpolicy import mismatch
+from rlkit.algos.offpolicy import mismatch, seq_geometric_mean
 from rlkit.backends import Trained
 from rlkit.rollout.base import Rollout
 from rlkit.rollout.logprobs import token_logprobs
@@ -151,6 +151,11 @@ def mismatch_breach(metrics: dict[str, float], max_kl: float | None, max_ratio_d
     return None
 
 
+def _capability(fn, name: str) -> bool:
+    """An attribute the loss function declares (through functools.partial as Hydra binds it)."""
+    return bool(getattr(getattr(fn, "func", fn), name, False))
+
+
 def actor_micro(p: RunParts, batch: Batch, s: Scored, idx: torch.Tensor, tot: Totals) -> dict[str, float]:
     """Policy loss (+ KL in the loss, - entropy bonus) of rows `idx`, backpropagated into the actor."""
     a, r = p.cfg.algo, batch.rollout
@@ -161,6 +166,8 @@ def actor_micro(p: RunParts, batch: Batch, s: Scored, idx: torch.Tensor, tot: To
     pg, pm = p.policy_loss(logp, old, s.advantages[idx], m)  # algo.policy_loss
     weights, parts = offpolicy(p, batch, idx, old, tot)  # algo.correction: behaviour vs trainer log-probs
     if weights is not None:
+        if _capability(p.policy_loss, "sequence_weights"):  # GMPO: one geometric-mean weight per sequence
+            weights = seq_geometric_mean(weights, m)
         pg = pg * weights
     agg = dict(total_tokens=tot.tokens, total_seqs=tot.seqs, constant=a.agg_constant)
     loss = aggregate(pg, m, a.aggregation, **agg)

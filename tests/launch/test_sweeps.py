@@ -59,6 +59,13 @@ def test_submit_cluster_needs_a_block():
 BAD = {
     "bad_group": ("hydra: {mode: MULTIRUN, sweeper: {params: {reward: 'strict,nope', seed: '0,1'}}}", "reward/nope"),
     "bad_key": ("hydra: {mode: MULTIRUN, sweeper: {params: {algo.entropy_coeff: '0,0.001'}}}", "algo.entropy_coeff"),
+    # typos in the body (issue 29: both ran to FINISHED without a word), named with the nearest valid key
+    "typo_top": ("seeed: 3\nhydra: {mode: MULTIRUN, sweeper: {params: {seed: '0'}}}", "seeed: unknown key; did you mean seed"),
+    "typo_data": ("data: {val_sizee: 5}\nhydra: {mode: MULTIRUN, sweeper: {params: {seed: '0'}}}",
+                  "data.val_sizee: unknown key; did you mean data.val_size"),
+    "typo_model": ("model: {resources: {gpus_per_nod: 1}}\nhydra: {mode: MULTIRUN, sweeper: {params: {seed: '0'}}}",
+                   "did you mean model.resources.gpus_per_node"),
+    "typo_report": ("report: {metricz: [val/acc]}\nhydra: {mode: MULTIRUN, sweeper: {params: {seed: '0'}}}", "metricz"),
 }
 
 
