@@ -72,7 +72,12 @@ def test_merged_weights_load_into_a_plain_model(tiny_path):
     missing, unexpected = plain.load_state_dict(weights, strict=False)
     assert not unexpected and all(k == "lm_head.weight" for k in missing)  # tied to the embeddings
     ids = torch.tensor([tok("What is 40 + 2?")["input_ids"]])
-    torch.testing.assert_close(_logits(plain, ids), _logits(policy, ids), rtol=1e-4, atol=1e-5)
+    merged, adapted = _logits(plain, ids), _logits(policy, ids)
+    base, _ = load_policy(tiny_cfg(0))
+    assert (adapted - _logits(base, ids)).abs().max() > 0.1  # the adapter moves the logits this much ...
+    # ... and the merged weights reproduce them to fp32 rounding of W + s*BA against xW + s*(xA)B (1.5e-5 on an
+    # Intel Xeon's kernels, under 1e-5 on an AMD EPYC's)
+    torch.testing.assert_close(merged, adapted, rtol=1e-4, atol=5e-5)
 
 
 def test_generation_samples_from_the_adapter(tiny_path):
