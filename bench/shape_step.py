@@ -24,7 +24,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 STEP = ["trainer.steps=1", "trainer.prompts_per_step=2", "trainer.group_size=2", "length.max_response_tokens=16",
         "length.overlong_buffer=4", "data.val_size=2", "eval=none", "trainer.eval_every=100", "trainer.threads=1",
-        "rollout.seed_per_prompt=true", "trainer.micro_batch_size=2"]
+        "rollout.seed_per_prompt=true", "trainer.micro_batch_size=2",
+        # a random model scores 0 everywhere (zero advantages): the entropy bonus gives the update a real gradient
+        "algo.entropy_coef=0.01", "trainer.skip_idle_rows=false"]
 MODES = {
     "torch": (1, ["trainer.backend=torch"]),
     "zero3_offload": (2, ["trainer.backend=deepspeed", "model.resources.zero_stage=3", "trainer.offload_optimizer=true"]),

@@ -71,3 +71,22 @@ def test_random_checkpoint_of_the_05b_shape_loads_like_a_downloaded_one(tmp_path
     tok = AutoTokenizer.from_pretrained(out)
     assert n_params(model) == PARAMS["qwen2.5-0.5b-instruct"] and tok.convert_tokens_to_ids("<|im_end|>") == 151645
     assert tok.chat_template and "You are Qwen" in tok.chat_template
+
+
+def test_activation_checkpointing_recomputes_to_the_same_gradients(tiny_path):
+    import torch
+    from omegaconf import OmegaConf
+
+    from rlkit.models.load import load_policy
+
+    grads = []
+    for ckpt in (False, True):
+        cfg = OmegaConf.create({"name": "tiny", "path": str(tiny_path), "activation_checkpointing": ckpt,
+                                "lora": {"rank": 0}})
+        model, tok = load_policy(cfg)
+        model.train()
+        assert model.is_gradient_checkpointing == ckpt
+        ids = torch.tensor([tok("What is 12 + 34? <think>")["input_ids"]])
+        model(input_ids=ids, labels=ids).loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert torch.allclose(grads[0], grads[1], rtol=1e-5, atol=1e-7) and grads[0].abs().sum() > 0
