@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from rlkit.config import CONF_DIR
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"  # as rlkit.config's (models may not import config)
 
 # Qwen2.5's added tokens, ids 151643..151664 (tokenizer_config.json of every Qwen2.5 checkpoint); the
 # ones after <|video_pad|> are plain (not special) added tokens there too
