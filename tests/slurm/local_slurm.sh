@@ -85,7 +85,8 @@ case ${1:-start} in
   status)
     for p in "$MUNGE_PID:munged" "$MYSQL_PID:mariadbd" "$DBD_PID:slurmdbd" "$CTLD_PID:slurmctld" "$STATE"/slurmd-*.pid; do
       [[ $p == *.pid ]] && p="$p:slurmd"
-      if alive "${p%%:*}" "${p##*:}"; then echo "${p##*:}: running (pid $(cat "${p%%:*}"))"; else echo "${p##*:}: stopped"; fi
+      label=${p##*:}; [[ $p == */slurmd-* ]] && label="slurmd $(basename "${p%%:*}" .pid | cut -d- -f2-)"
+      if alive "${p%%:*}" "${p##*:}"; then echo "$label: running (pid $(cat "${p%%:*}"))"; else echo "$label: stopped"; fi
     done
     sinfo 2>/dev/null || true
     exit 0 ;;
