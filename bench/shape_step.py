@@ -58,13 +58,13 @@ def tree(pid: int) -> list[int]:
     return out
 
 
-def run(mode: str, preset: str, ckpt: Path, tmp: Path) -> dict:
+def run(mode: str, preset: str, ckpt: Path, tmp: Path, extra_args: list[str] = ()) -> dict:
     nproc, extra = MODES[mode]
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] \
         if nproc > 1 else [sys.executable]
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/{mode}.db", "RLKIT_CHECKPOINT_DIR": str(tmp / mode),
            "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu", "PYTHONPATH": str(REPO)}
-    cmd = [*launcher, "-m", "rlkit.run", f"model={preset}", f"model.path={ckpt}", *STEP, *extra,
+    cmd = [*launcher, "-m", "rlkit.run", f"model={preset}", f"model.path={ckpt}", *STEP, *extra, *extra_args,
            f"hydra.run.dir={tmp}/{mode}_out"]
     t0 = time.time()
     log = open(tmp / f"{mode}.log", "w")
@@ -93,6 +93,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="qwen2.5-0.5b-instruct")
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    ap.add_argument("overrides", nargs="*", help="more rlkit.run overrides for every mode, e.g. rollout.engine=hf")
     args = ap.parse_args()
     from rlkit.models.shapes import write_random_checkpoint
 
@@ -102,7 +103,7 @@ def main() -> None:
         ckpt = write_random_checkpoint(args.preset, tmp / "ckpt")
         print(f"{args.preset}: random checkpoint written in {time.time() - t0:.1f} s", flush=True)
         for mode in args.modes:
-            print(run(mode, args.preset, ckpt, tmp), flush=True)
+            print(run(mode, args.preset, ckpt, tmp, args.overrides), flush=True)
 
 
 if __name__ == "__main__":
