@@ -93,7 +93,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="qwen2.5-0.5b-instruct")
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
-    ap.add_argument("overrides", nargs="*", help="more rlkit.run overrides for every mode, e.g. rollout.engine=hf")
+    ap.add_argument("--override", action="append", default=[], help="an rlkit.run override for every mode (repeatable)")
     args = ap.parse_args()
     from rlkit.models.shapes import write_random_checkpoint
 
@@ -103,7 +103,7 @@ def main() -> None:
         ckpt = write_random_checkpoint(args.preset, tmp / "ckpt")
         print(f"{args.preset}: random checkpoint written in {time.time() - t0:.1f} s", flush=True)
         for mode in args.modes:
-            print(run(mode, args.preset, ckpt, tmp, args.overrides), flush=True)
+            print(run(mode, args.preset, ckpt, tmp, args.override), flush=True)
 
 
 if __name__ == "__main__":
