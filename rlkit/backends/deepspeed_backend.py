@@ -25,13 +25,54 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 
 from rlkit.backends import zero_stage
 
 
-def ds_config(cfg, micro_batch: int) -> dict[str, Any]:
+def numel(p: torch.nn.Parameter) -> int:
+    """A parameter's full size, also once ZeRO-3 has partitioned it (then its local tensor is empty)."""
+    return int(getattr(p, "ds_numel", p.numel()))
+
+
+def model_sizes(module: torch.nn.Module) -> tuple[int, int]:
+    """(hidden size, parameters of the largest repeated block): what the "auto" ZeRO buffer sizes scale with."""
+    config = getattr(module, "config", None) or getattr(getattr(module, "module", None), "config", None)
+    hidden = int(getattr(config, "hidden_size", 0) or 0)
+    blocks = [sum(numel(p) for p in child.parameters()) for ml in module.modules()
+              if isinstance(ml, torch.nn.ModuleList) for child in ml]
+    block = max(blocks, default=0) or sum(numel(p) for p in module.parameters())
+    if not hidden:  # no transformers config (e.g. the critic wrapper's head): the square root of a block
+        hidden = max(1, int((block / 12) ** 0.5))
+    return hidden, block
+
+
+def zero_sizes(settings: dict[str, Any], hidden: int, block: int) -> dict[str, int]:
+    """ZeRO buffer sizes in elements. DeepSpeed's defaults are sized for GPUs and large models:
+    `reduce_bucket_size` 5e8 elements is a 2 GB fp32 bucket per rank, and `stage3_max_live_parameters` /
+    `max_reuse_distance` 1e9 keep a whole sub-1B model gathered on every rank through the update. "auto"
+    sizes them from the model as transformers' DeepSpeed integration does for the first three (h*h,
+    0.9*h*h, 10*h) and keeps at most two blocks (decoder layers) gathered; the optimizer steps in sub-groups of
+    1e8 elements. An integer setting is used as it is."""
+    auto = {"reduce_bucket_size": hidden * hidden, "prefetch_bucket_size": int(0.9 * hidden * hidden),
+            "param_persistence_threshold": 10 * hidden, "max_live_parameters": 2 * block,
+            "max_reuse_distance": 2 * block, "sub_group_size": 10**8}
+    keys = {"reduce_bucket_size": "reduce_bucket_size", "prefetch_bucket_size": "stage3_prefetch_bucket_size",
+            "param_persistence_threshold": "stage3_param_persistence_threshold",
+            "max_live_parameters": "stage3_max_live_parameters", "max_reuse_distance": "stage3_max_reuse_distance",
+            "sub_group_size": "sub_group_size"}
+    unknown = set(settings) - set(auto)
+    if unknown:
+        raise ValueError(f"trainer.deepspeed: unknown keys {sorted(unknown)}; valid: {sorted(auto)}")
+    return {keys[k]: int(auto[k] if settings.get(k, "auto") == "auto" else settings[k]) for k in auto}
+
+
+def ds_config(cfg, micro_batch: int, module: torch.nn.Module | None = None) -> dict[str, Any]:
     stage = zero_stage(cfg)
     zero: dict[str, Any] = {"stage": stage, "overlap_comm": False}
+    if module is not None:
+        settings = OmegaConf.to_container(cfg.trainer.deepspeed) if cfg.trainer.get("deepspeed") else {}
+        zero.update(zero_sizes(settings, *model_sizes(module)))
     if cfg.trainer.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu"}
     return {
@@ -77,7 +118,7 @@ class DeepSpeedTrained:
         else:
             opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
         self.engine, *_ = deepspeed.initialize(model=module, model_parameters=params, optimizer=opt,
-                                               config=ds_config(cfg, int(cfg.trainer.micro_batch_size)))
+                                               config=ds_config(cfg, int(cfg.trainer.micro_batch_size), module))
         if not hasattr(self.engine, "managed_gradient_accumulation"):
             raise RuntimeError(f"deepspeed {deepspeed.__version__} lacks unmanaged gradient accumulation; "
                                "install deepspeed>=0.19 (pip install 'rlkit[deepspeed]')")
@@ -142,9 +183,10 @@ class DeepSpeedBackend:
             return module.to(self.dist.device)
         import deepspeed
 
-        config = {"train_micro_batch_size_per_gpu": int(self.cfg.trainer.micro_batch_size),
-                  "zero_optimization": {"stage": 3}, "bf16": {"enabled": bool(self.cfg.trainer.bf16)},
-                  "steps_per_print": 10**9}
+        full = ds_config(self.cfg, int(self.cfg.trainer.micro_batch_size), module)
+        zero = {k: v for k, v in full["zero_optimization"].items() if k != "offload_optimizer"}
+        config = {"train_micro_batch_size_per_gpu": full["train_micro_batch_size_per_gpu"],
+                  "zero_optimization": zero, "bf16": full["bf16"], "steps_per_print": 10**9}
         engine, *_ = deepspeed.initialize(model=module, config=config)
         engine.eval()
         return engine
