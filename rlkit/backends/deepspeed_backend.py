@@ -17,10 +17,11 @@ match the single-process torch backend and resume (tests/scale/test_distributed.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import socket
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,25 @@ def ds_config(cfg, micro_batch: int, module: torch.nn.Module | None = None) -> d
     }
 
 
+def trim_heap() -> None:
+    """Hand freed heap pages back to the OS (glibc; a no-op elsewhere). glibc raises its mmap threshold as
+    large blocks are freed, so the full weights ZeRO-3 gathers on every rank for generation, once released,
+    stay resident as free heap: +1.2 GB per rank per gather on the 0.5B shape (docs/scale.md), which two
+    ranks on one 24 GB host cannot afford. malloc_trim after each release costs milliseconds."""
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL("libc.so.6")
+            _libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _libc = False
+    if _libc:
+        _libc.malloc_trim(0)
+
+
+_libc: Any = None
+
+
 def init_distributed(dist) -> None:
     """DeepSpeed needs a process group even for one process (then a local one-rank gloo/nccl group)."""
     import deepspeed
@@ -125,6 +145,8 @@ class DeepSpeedTrained:
         self.optimizer = opt  # the base optimizer: the LR schedule sets its param_groups' lr
         self.module, self.model = self.engine.module, self.engine
         self.kept_tags: list[str] = []
+        if dist.device.type == "cpu":
+            trim_heap()  # the full weights the partitioning released
 
     def zero_grad(self) -> None:
         pass  # DeepSpeed clears the gradients at each step() boundary
@@ -134,6 +156,8 @@ class DeepSpeedTrained:
 
     def step(self, grad_clip: float) -> float:  # clipping is DeepSpeed's (gradient_clipping in the config)
         self.engine.step()
+        if self.dist.device.type == "cpu":
+            trim_heap()  # the step's transient fp32 buffers
         norm = self.engine.get_global_grad_norm()
         return float(norm) if norm is not None else float("nan")
 
@@ -141,9 +165,18 @@ class DeepSpeedTrained:
         """Full parameters on every rank while inside (ZeRO-3 partitions them otherwise). Collective."""
         if self.stage < 3:
             return nullcontext()
+        return self._gathered()
+
+    @contextmanager
+    def _gathered(self):
         import deepspeed
 
-        return deepspeed.zero.GatheredParameters(list(self.module.parameters()), modifier_rank=None)
+        try:
+            with deepspeed.zero.GatheredParameters(list(self.module.parameters()), modifier_rank=None):
+                yield
+        finally:
+            if self.dist.device.type == "cpu":
+                trim_heap()  # the released full weights (and the engine's fused copies of them)
 
     def save(self, ckpt_dir: Path, step: int, name: str, opt_name: str) -> dict[str, Any]:
         tag = f"step{step + 1:07d}"
@@ -189,6 +222,8 @@ class DeepSpeedBackend:
                   "zero_optimization": zero, "bf16": full["bf16"], "steps_per_print": 10**9}
         engine, *_ = deepspeed.initialize(model=module, config=config)
         engine.eval()
+        if self.dist.device.type == "cpu":
+            trim_heap()
         return engine
 
     @property
