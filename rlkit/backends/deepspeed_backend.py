@@ -1,5 +1,6 @@
 """trainer.backend=deepspeed: ZeRO stage 0-3 (model.resources.zero_stage), optional CPU offload of the
-optimizer state (trainer.offload_optimizer, DeepSpeedCPUAdam), bf16 (trainer.bf16).
+optimizer state (trainer.offload_optimizer, DeepSpeedCPUAdam), bf16 (trainer.bf16), ZeRO buffer sizes
+(trainer.deepspeed.*: "auto" sizes them from the model instead of DeepSpeed's GPU-sized defaults; zero_sizes).
 
 Gradient accumulation uses DeepSpeed's unmanaged mode (`managed_gradient_accumulation: false`,
 DeepSpeed >= 0.19): `backward()` only accumulates, `step()` is the boundary that reduces and
