@@ -25,6 +25,17 @@ class ConfigError(ValueError):
 
 
 @dataclass
+class DeepSpeedSchema:
+    """ZeRO buffer sizes (elements); "auto" = sized from the model's hidden size (rlkit.backends.deepspeed_backend)."""
+    reduce_bucket_size: Any = "auto"
+    prefetch_bucket_size: Any = "auto"
+    param_persistence_threshold: Any = "auto"
+    max_live_parameters: Any = "auto"
+    max_reuse_distance: Any = "auto"
+    sub_group_size: Any = "auto"
+
+
+@dataclass
 class TrainerSchema:
     steps: int = 60
     prompts_per_step: int = 8
@@ -41,6 +52,7 @@ class TrainerSchema:
     bf16: bool = False
     skip_idle_rows: bool = True
     offload_optimizer: bool = False
+    deepspeed: DeepSpeedSchema = field(default_factory=DeepSpeedSchema)
     deterministic: bool = False
     staleness: int = 0
     overlap: bool = False
@@ -333,6 +345,9 @@ def check_scale(cfg: DictConfig) -> None:
     backend = resolve(cfg)
     if cfg.trainer.offload_optimizer and backend != "deepspeed":
         raise ConfigError("trainer.offload_optimizer=true needs trainer.backend=deepspeed")
+    for key, v in (OmegaConf.select(cfg, "trainer.deepspeed", default=None) or {}).items():
+        if v != "auto" and not (_int(v) and v >= 1):
+            raise ConfigError(f"trainer.deepspeed.{key}={v!r} is invalid; valid: 'auto' or an integer >= 1 (elements)")
     if backend == "deepspeed" and stage == 3 and cfg.curriculum.reset_ref:
         raise ConfigError("curriculum.reset_ref is not supported with ZeRO-3 (the reference is partitioned); "
                           "use model.resources.zero_stage=2 or reset_ref=false")

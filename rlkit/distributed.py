@@ -1,7 +1,8 @@
 """One run over several processes (GPUs) and nodes: ranks, rendezvous, sharding and reductions.
 
 Ranks come from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT) or, under
-SLURM, from submitit's job environment (one task per GPU: `tasks_per_node` x `nodes`). With one
+SLURM, from the job step's task variables (one task per GPU: `tasks_per_node` x `nodes`; a submitit
+job's tasks are such a step), meeting at the step's first node on a port derived from the job id. With one
 process nothing is initialised and every helper below returns its input unchanged, so the
 single-process path costs nothing.
 
@@ -19,6 +20,9 @@ from (seed, step, prompt tokens) so a prompt gets the same samples on whichever 
 from __future__ import annotations
 
 import os
+import re
+import socket
+import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,18 +205,18 @@ _STATE: Dist | None = None
 
 
 def init(cfg=None) -> Dist:
-    """Join the job's process group (torchrun or a multi-task submitit/SLURM job); world 1 otherwise.
+    """Join the job's process group (torchrun, or a SLURM job step of several tasks: a multi-task
+    submitit job or `srun python -m rlkit.run`); world 1 otherwise.
     Training runs on CUDA when one is present and the model preset asks for GPUs
     (model.resources.gpus_per_node > 0), on the CPU otherwise."""
     global _STATE
     env = os.environ
     if "RANK" in env and "WORLD_SIZE" in env:  # torchrun (or anything exporting the env:// variables)
         rank, world, local = int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0))
-    elif env.get("SUBMITIT_EXECUTOR") and _submitit_tasks() > 1:
-        from submitit.helpers import TorchDistributedEnvironment
-
-        de = TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
-        rank, world, local = de.rank, de.world_size, de.local_rank
+    elif int(env.get("SLURM_STEP_NUM_TASKS", 1)) > 1:
+        rv = slurm_rendezvous(env)
+        env.update({k: v for k, v in rv.env().items() if k not in env})  # env:// for torch and DeepSpeed
+        rank, world, local = rv.rank, rv.world, rv.local_rank
     else:
         rank, world, local = 0, 1, 0
     device = torch.device("cpu")
@@ -225,6 +229,69 @@ def init(cfg=None) -> Dist:
     return _STATE
 
 
+@dataclass(frozen=True)
+class Rendezvous:
+    """Where the ranks of a SLURM job step meet, derived from the allocation alone (every task computes
+    the same values without talking to the others)."""
+
+    rank: int
+    world: int
+    local_rank: int
+    local_world: int
+    master_addr: str
+    master_port: int
+
+    def env(self) -> dict[str, str]:
+        return {"RANK": str(self.rank), "WORLD_SIZE": str(self.world), "LOCAL_RANK": str(self.local_rank),
+                "LOCAL_WORLD_SIZE": str(self.local_world), "MASTER_ADDR": self.master_addr,
+                "MASTER_PORT": str(self.master_port)}
+
+
+def slurm_rendezvous(env: dict[str, str] | os._Environ) -> Rendezvous:
+    """Ranks from SLURM's task variables of the job step (SLURM_PROCID / SLURM_STEP_NUM_TASKS /
+    SLURM_LOCALID; the batch step also sets SLURM_PROCID and SLURM_NTASKS, so only a step launched by
+    srun counts); rank 0 runs on the step's first node, which is the master address; the port is
+    derived from the job id (array tasks have consecutive ids, so jobs sharing a node get distinct
+    ports) unless MASTER_ADDR / MASTER_PORT are set."""
+    world = int(env["SLURM_STEP_NUM_TASKS"])
+    nodes = int(env.get("SLURM_STEP_NUM_NODES", env.get("SLURM_JOB_NUM_NODES", 1)))
+    first = first_host(env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or socket.gethostname())
+    addr = env.get("MASTER_ADDR") or node_address(first)
+    port = int(env.get("MASTER_PORT") or master_port(env["SLURM_JOB_ID"], env.get("SLURM_STEP_ID", "0")))
+    return Rendezvous(int(env["SLURM_PROCID"]), world, int(env.get("SLURM_LOCALID", 0)), max(1, world // nodes), addr,
+                      port)
+
+
+def first_host(nodelist: str) -> str:
+    """The first host of a SLURM hostlist expression ("gpu[003-005,9],cpu1" -> "gpu003")."""
+    head = re.match(r"([^,\[]*)(?:\[([^\]]*)\])?", nodelist.strip())
+    if not head or not head.group(1) and not head.group(2):
+        raise ValueError(f"cannot parse SLURM node list {nodelist!r}")
+    return head.group(1) + (head.group(2).split(",")[0].split("-")[0] if head.group(2) else "")
+
+
+def master_port(job_id: str, step_id: str = "0") -> int:
+    """A port in [20000, 60000) that every task of the job step derives alike."""
+    digits = int(re.sub(r"\D", "", str(job_id)) or 0)
+    return 20000 + (digits * 7 + int(re.sub(r"\D", "", str(step_id)) or 0)) % 40000
+
+
+def node_address(node: str) -> str:
+    """The node's name if it resolves, else SLURM's NodeAddr for it (clusters, and the local test
+    cluster, where a node name is not a DNS name), else the name (init then fails naming it)."""
+    try:
+        socket.getaddrinfo(node, None)
+        return node
+    except OSError:
+        pass
+    try:
+        out = subprocess.run(["scontrol", "show", "node", "-o", node], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return node
+    found = re.search(r"\bNodeAddr=(\S+)", out)
+    return found.group(1) if found else node
+
+
 def gpus_per_node(cfg) -> int:
     from omegaconf import OmegaConf
 
@@ -234,15 +301,6 @@ def gpus_per_node(cfg) -> int:
 def current() -> Dist:
     """The Dist of this process (world 1 until init() joined a group)."""
     return _STATE or Dist()
-
-
-def _submitit_tasks() -> int:
-    try:
-        from submitit import JobEnvironment
-
-        return JobEnvironment().num_tasks
-    except Exception:  # not inside a submitit job after all
-        return 1
 
 
 def check(cfg, dist: Dist) -> None:

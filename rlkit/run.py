@@ -53,6 +53,7 @@ def run_job(cfg: DictConfig) -> float:
 
     dist = distributed.init(cfg)  # the ranks of a torchrun / multi-task SLURM job (one process: nothing to join)
     distributed.check(cfg, dist)
+    placement = dist.all_gather_object(os.environ.get("SLURMD_NODENAME") or socket.gethostname())  # node of each rank
     groups, stage_steps, held_out = load_data(cfg, check_curriculum(cfg))
     sweep = read_sweep_info(hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else None
     ckpt_dir = Path(cfg.paths.checkpoints) / checkpoint.run_key(cfg.tracking.experiment, list(hc.overrides.task))
@@ -97,7 +98,8 @@ def run_job(cfg: DictConfig) -> float:
         print(f"[rlkit] signal {checkpoint.stop_requested()} before the run started: exiting", file=sys.stderr)
         raise SystemExit(128 + checkpoint.stop_requested())
     name = " ".join(o for o in hc.overrides.task if not o.startswith("hydra")) or "default"
-    tags = {**job_tags(cfg, hc, sweep), "rlkit.run_key": ckpt_dir.name}
+    tags = {**job_tags(cfg, hc, sweep), "rlkit.run_key": ckpt_dir.name, "rlkit.world_size": str(dist.world),
+            "rlkit.nodes": ",".join(placement)}
     resume_id = resume_id or orphan_run(cfg, ckpt_dir.name)
     tracker = Tracker.start(cfg, tags, name, (sweep or {}).get("parent_run_id"), resume_id, spool_path(cfg, ckpt_dir))
     from rlkit.steps.metrics import NonFinite

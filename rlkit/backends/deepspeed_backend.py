@@ -1,5 +1,6 @@
 """trainer.backend=deepspeed: ZeRO stage 0-3 (model.resources.zero_stage), optional CPU offload of the
-optimizer state (trainer.offload_optimizer, DeepSpeedCPUAdam), bf16 (trainer.bf16).
+optimizer state (trainer.offload_optimizer, DeepSpeedCPUAdam), bf16 (trainer.bf16), ZeRO buffer sizes
+(trainer.deepspeed.*: "auto" sizes them from the model instead of DeepSpeed's GPU-sized defaults; zero_sizes).
 
 Gradient accumulation uses DeepSpeed's unmanaged mode (`managed_gradient_accumulation: false`,
 DeepSpeed >= 0.19): `backward()` only accumulates, `step()` is the boundary that reduces and
@@ -17,21 +18,63 @@ match the single-process torch backend and resume (tests/scale/test_distributed.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import socket
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 
 from rlkit.backends import zero_stage
 
 
-def ds_config(cfg, micro_batch: int) -> dict[str, Any]:
+def numel(p: torch.nn.Parameter) -> int:
+    """A parameter's full size, also once ZeRO-3 has partitioned it (then its local tensor is empty)."""
+    return int(getattr(p, "ds_numel", p.numel()))
+
+
+def model_sizes(module: torch.nn.Module) -> tuple[int, int]:
+    """(hidden size, parameters of the largest repeated block): what the "auto" ZeRO buffer sizes scale with."""
+    config = getattr(module, "config", None) or getattr(getattr(module, "module", None), "config", None)
+    hidden = int(getattr(config, "hidden_size", 0) or 0)
+    blocks = [sum(numel(p) for p in child.parameters()) for ml in module.modules()
+              if isinstance(ml, torch.nn.ModuleList) for child in ml]
+    block = max(blocks, default=0) or sum(numel(p) for p in module.parameters())
+    if not hidden:  # no transformers config (e.g. the critic wrapper's head): the square root of a block
+        hidden = max(1, int((block / 12) ** 0.5))
+    return hidden, block
+
+
+def zero_sizes(settings: dict[str, Any], hidden: int, block: int) -> dict[str, int]:
+    """ZeRO buffer sizes in elements. DeepSpeed's defaults are sized for GPUs and large models:
+    `reduce_bucket_size` 5e8 elements is a 2 GB fp32 bucket per rank, and `stage3_max_live_parameters` /
+    `max_reuse_distance` 1e9 keep a whole sub-1B model gathered on every rank through the update. "auto"
+    sizes them from the model as transformers' DeepSpeed integration does for the first three (h*h,
+    0.9*h*h, 10*h) and keeps at most two blocks (decoder layers) gathered; the optimizer steps in sub-groups of
+    1e8 elements. An integer setting is used as it is."""
+    auto = {"reduce_bucket_size": hidden * hidden, "prefetch_bucket_size": int(0.9 * hidden * hidden),
+            "param_persistence_threshold": 10 * hidden, "max_live_parameters": 2 * block,
+            "max_reuse_distance": 2 * block, "sub_group_size": 10**8}
+    keys = {"reduce_bucket_size": "reduce_bucket_size", "prefetch_bucket_size": "stage3_prefetch_bucket_size",
+            "param_persistence_threshold": "stage3_param_persistence_threshold",
+            "max_live_parameters": "stage3_max_live_parameters", "max_reuse_distance": "stage3_max_reuse_distance",
+            "sub_group_size": "sub_group_size"}
+    unknown = set(settings) - set(auto)
+    if unknown:
+        raise ValueError(f"trainer.deepspeed: unknown keys {sorted(unknown)}; valid: {sorted(auto)}")
+    return {keys[k]: int(auto[k] if settings.get(k, "auto") == "auto" else settings[k]) for k in auto}
+
+
+def ds_config(cfg, micro_batch: int, module: torch.nn.Module | None = None) -> dict[str, Any]:
     stage = zero_stage(cfg)
     zero: dict[str, Any] = {"stage": stage, "overlap_comm": False}
+    if module is not None:
+        settings = OmegaConf.to_container(cfg.trainer.deepspeed) if cfg.trainer.get("deepspeed") else {}
+        zero.update(zero_sizes(settings, *model_sizes(module)))
     if cfg.trainer.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu"}
     return {
@@ -45,6 +88,25 @@ def ds_config(cfg, micro_batch: int) -> dict[str, Any]:
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
+
+
+def trim_heap() -> None:
+    """Hand freed heap pages back to the OS (glibc; a no-op elsewhere). glibc raises its mmap threshold as
+    large blocks are freed, so the full weights ZeRO-3 gathers on every rank for generation, once released,
+    stay resident as free heap: +1.2 GB per rank per gather on the 0.5B shape (docs/scale.md), which two
+    ranks on one 24 GB host cannot afford. malloc_trim after each release costs milliseconds."""
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL("libc.so.6")
+            _libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _libc = False
+    if _libc:
+        _libc.malloc_trim(0)
+
+
+_libc: Any = None
 
 
 def init_distributed(dist) -> None:
@@ -77,13 +139,15 @@ class DeepSpeedTrained:
         else:
             opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
         self.engine, *_ = deepspeed.initialize(model=module, model_parameters=params, optimizer=opt,
-                                               config=ds_config(cfg, int(cfg.trainer.micro_batch_size)))
+                                               config=ds_config(cfg, int(cfg.trainer.micro_batch_size), module))
         if not hasattr(self.engine, "managed_gradient_accumulation"):
             raise RuntimeError(f"deepspeed {deepspeed.__version__} lacks unmanaged gradient accumulation; "
                                "install deepspeed>=0.19 (pip install 'rlkit[deepspeed]')")
         self.optimizer = opt  # the base optimizer: the LR schedule sets its param_groups' lr
         self.module, self.model = self.engine.module, self.engine
         self.kept_tags: list[str] = []
+        if dist.device.type == "cpu":
+            trim_heap()  # the full weights the partitioning released
 
     def zero_grad(self) -> None:
         pass  # DeepSpeed clears the gradients at each step() boundary
@@ -93,6 +157,8 @@ class DeepSpeedTrained:
 
     def step(self, grad_clip: float) -> float:  # clipping is DeepSpeed's (gradient_clipping in the config)
         self.engine.step()
+        if self.dist.device.type == "cpu":
+            trim_heap()  # the step's transient fp32 buffers
         norm = self.engine.get_global_grad_norm()
         return float(norm) if norm is not None else float("nan")
 
@@ -100,9 +166,18 @@ class DeepSpeedTrained:
         """Full parameters on every rank while inside (ZeRO-3 partitions them otherwise). Collective."""
         if self.stage < 3:
             return nullcontext()
+        return self._gathered()
+
+    @contextmanager
+    def _gathered(self):
         import deepspeed
 
-        return deepspeed.zero.GatheredParameters(list(self.module.parameters()), modifier_rank=None)
+        try:
+            with deepspeed.zero.GatheredParameters(list(self.module.parameters()), modifier_rank=None):
+                yield
+        finally:
+            if self.dist.device.type == "cpu":
+                trim_heap()  # the released full weights (and the engine's fused copies of them)
 
     def save(self, ckpt_dir: Path, step: int, name: str, opt_name: str) -> dict[str, Any]:
         tag = f"step{step + 1:07d}"
@@ -142,11 +217,14 @@ class DeepSpeedBackend:
             return module.to(self.dist.device)
         import deepspeed
 
-        config = {"train_micro_batch_size_per_gpu": int(self.cfg.trainer.micro_batch_size),
-                  "zero_optimization": {"stage": 3}, "bf16": {"enabled": bool(self.cfg.trainer.bf16)},
-                  "steps_per_print": 10**9}
+        full = ds_config(self.cfg, int(self.cfg.trainer.micro_batch_size), module)
+        zero = {k: v for k, v in full["zero_optimization"].items() if k != "offload_optimizer"}
+        config = {"train_micro_batch_size_per_gpu": full["train_micro_batch_size_per_gpu"],
+                  "zero_optimization": zero, "bf16": full["bf16"], "steps_per_print": 10**9}
         engine, *_ = deepspeed.initialize(model=module, config=config)
         engine.eval()
+        if self.dist.device.type == "cpu":
+            trim_heap()
         return engine
 
     @property

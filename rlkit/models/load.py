@@ -31,7 +31,9 @@ def model_path(model_cfg: DictConfig) -> str:
 
 def load_policy(model_cfg: DictConfig):
     """(model, tokenizer) in fp32 train mode; the tokenizer pads on the left for batched generation.
-    With model.lora.rank > 0 the model is a peft LoRA model (base frozen, adapters trainable)."""
+    With model.lora.rank > 0 the model is a peft LoRA model (base frozen, adapters trainable); with
+    model.activation_checkpointing the update recomputes layer activations (docs/scale.md: a 16k response
+    does not fit an 80 GB GPU from 3B up without it)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = model_path(model_cfg)
@@ -40,6 +42,8 @@ def load_policy(model_cfg: DictConfig):
         tok.pad_token = tok.eos_token
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     model.generation_config.pad_token_id = tok.pad_token_id
+    if model_cfg.get("activation_checkpointing"):  # keep each layer's input only, recompute the rest in the backward
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if lora.enabled(model_cfg):
         model = lora.attach(model, model_cfg.lora)
     return model, tok

@@ -74,6 +74,9 @@ def test_local_parallel_caps_running_jobs(tmp_path, monkeypatch):
     running, peak, threads = [], [0], []
 
     class Executor:
+        def update_parameters(self, **kw):
+            assert kw == {"gpus_per_node": 0, "visible_gpus": ()}  # tiny: no device, CUDA_VISIBLE_DEVICES=""
+
         def submit(self, fn, *args):
             running[:] = [j for j in running if j.polls >= 0]
             job = FakeJob(str(100 + len(threads)), polls=1)

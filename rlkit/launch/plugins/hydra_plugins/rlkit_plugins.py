@@ -23,3 +23,4 @@ class RlkitSlurmLauncher(SlurmMixin, SlurmLauncher):
 class RlkitOptunaSweeper(OptunaSweeperImpl):
     """hydra/sweeper=rlkit_optuna: Optuna (>= 4) ask/tell over a persistent study, trials via the launcher."""
 
+
