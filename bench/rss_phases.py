@@ -59,8 +59,7 @@ def main() -> None:
         mem("after gather")
 
     ds.DeepSpeedTrained.gathered = traced_gathered
-    sys.argv = ["rlkit.run", *sys.argv[1:]]
-    runpy.run_module("rlkit.run", run_name="__main__")
+    runpy.run_module("rlkit.run", run_name="__main__", alter_sys=True)  # argv[0] = rlkit/run.py; overrides kept
 
 
 if __name__ == "__main__":
