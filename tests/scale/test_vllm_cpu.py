@@ -62,6 +62,14 @@ def _diff(model, r, temperature) -> tuple[float, float]:
     return float(d.max()), float(d.sum() / r.response_mask.sum())
 
 
+def _push_is_followed(engine, prompts, pushed, other, seed: int, what: str) -> None:
+    """After `engine.sync_weights(pushed)`, vLLM's sampled-token log-probs are `pushed`'s and not `other`'s."""
+    r = engine.generate(prompts, 8, SamplingParams(40, seed=seed))
+    to_pushed, to_other = _diff(pushed, r, 1.0)[0], _diff(other, r, 1.0)[0]
+    print(f"\n{what}: max |diff| to the pushed weights {to_pushed:.2e}, to the others {to_other:.2e}")
+    assert to_pushed < ATOL and to_other > 100 * ATOL
+
+
 def test_rollout_dtype_is_the_policys(rig):
     _, policy, _, engine, _ = rig
     assert next(policy.parameters()).dtype == torch.float32
@@ -115,11 +123,7 @@ def test_weight_push_is_followed(rig):
     t = time.perf_counter()
     engine.sync_weights(new)
     print(f"\nweight push: {1e3 * (time.perf_counter() - t):.0f} ms")
-    r2 = engine.generate(prompts, 8, SamplingParams(40, seed=2))
-    to_new, _ = _diff(new, r2, 1.0)
-    to_old, _ = _diff(old, r2, 1.0)
-    print(f"after the push: max |diff| to the new policy {to_new:.2e}, to the old {to_old:.2e}")
-    assert to_new < ATOL and to_old > 100 * ATOL
+    _push_is_followed(engine, prompts, new, old, seed=2, what="after the push (new policy vs old)")
     engine.sync_weights(policy)
     assert _diff(policy, engine.generate(prompts, 4, SamplingParams(40, seed=3)), 1.0)[0] < ATOL
 
@@ -140,11 +144,7 @@ def test_lora_merged_push(rig):
                 p.copy_(0.05 * torch.randn(p.shape, generator=gen))
     lora.eval()
     engine.sync_weights(lora)
-    r = engine.generate(prompts, 8, SamplingParams(40, seed=4))
-    to_lora, _ = _diff(lora, r, 1.0)
-    to_base, _ = _diff(policy, r, 1.0)
-    print(f"\nLoRA push: max |diff| to the adapted model {to_lora:.2e}, to the base {to_base:.2e}")
-    assert to_lora < ATOL and to_base > 100 * ATOL
+    _push_is_followed(engine, prompts, lora, policy, seed=4, what="LoRA push (adapted model vs base)")
     engine.sync_weights(policy)
 
 
