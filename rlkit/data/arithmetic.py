@@ -1,7 +1,11 @@
 """Procedural multi-digit addition: the task of the embedded tiny default.
 
-Train and test are disjoint by construction: a pair (a, b) is held out when a fixed hash of it is
-0 mod 10, so the held-out split, every training draw and the warm-up demonstrations never meet.
+Three disjoint splits by construction. `ood`: every pair whose answer ends in 0 — a labelled
+generalisation probe (`eval=tiny_ood`) that no training problem, demonstration or held-out problem
+touches. The rest is dealt by a keyed 64-bit hash of (a, b) (splitmix64's finaliser): about 10% `test`,
+90% `train`, uncorrelated with everything the world is about — the answer's last digit, carries, flaw
+contexts, operand and answer lengths (tests/data/test_split_balance.py) — so held-out accuracy measures
+the task the model trains on.
 `meta["flaws"]` names the flaw contexts of the warm-up teacher that fire on the problem (see
 rlkit/models/teacher.py; defined here, where the data owns them), so accuracy can be broken down by how hard a problem is for the model.
 """
@@ -13,9 +17,27 @@ from functools import lru_cache
 from rlkit.data.problem import Problem
 
 
+SPLIT_KEY = 0x2026_5EED_C0FF_EE01  # the split's key: a new key deals a new held-out set
+_MASK = (1 << 64) - 1
+
+
+def _mix64(x: int) -> int:
+    """splitmix64's finaliser: every input bit flips each output bit with probability about 1/2."""
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9 & _MASK
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EB & _MASK
+    return x ^ (x >> 31)
+
+
+def split_of(a: int, b: int) -> str:
+    """The fixed partition of the problem space: "ood" (answer ends in 0), else "test" (~10%) or "train"."""
+    if (a + b) % 10 == 0:
+        return "ood"
+    return "test" if _mix64(((a << 32) | b) ^ SPLIT_KEY) % 10 == 0 else "train"
+
+
 def is_heldout(a: int, b: int) -> bool:
-    """The fixed train/test partition of the problem space (about 10% held out)."""
-    return (a * 7919 + b * 104729) % 10 == 0
+    """Whether (a, b) is in the held-out `test` split."""
+    return split_of(a, b) == "test"
 
 
 def columns(a: int, b: int) -> list[tuple[int, int, int]]:
@@ -81,10 +103,8 @@ def make_problem(a: int, b: int, flaw_fn=None) -> Problem:
 def _draw(split: str, size: int, min_value: int, max_value: int, seed: int,
           flaw_counts: tuple[int, ...] | None = None, flaw_kinds: tuple[str, ...] = ("A", "B", "C", "E"),
           ) -> tuple[tuple[int, int], ...]:
-    want_heldout = split != "train"
-
     def wanted(a: int, b: int) -> bool:
-        return is_heldout(a, b) == want_heldout and (flaw_counts is None or flaw_count(a, b, flaw_kinds) in flaw_counts)
+        return split_of(a, b) == split and (flaw_counts is None or flaw_count(a, b, flaw_kinds) in flaw_counts)
 
     rng = random.Random(f"arith-{split}-{seed}")
     span = max_value - min_value + 1
@@ -110,12 +130,12 @@ def _draw(split: str, size: int, min_value: int, max_value: int, seed: int,
 
 def load(split: str, *, size: int = 20000, min_value: int = 10, max_value: int = 999, seed: int = 0,
          flaw_counts: list[int] | None = None, flaw_kinds: list[str] | None = None) -> list[Problem]:
-    """`size` distinct problems of the split ("train" or "test"), or all of them when the range holds
+    """`size` distinct problems of the split ("train", "test" or the "ood" probe), or all of them when the range holds
     fewer; deterministic in (split, size, seed). `flaw_counts` (e.g. [3]) keeps only problems whose
     correct chain meets that many flaw columns of `flaw_kinds` (default all): the rungs of the
     difficulty ladder (conf/data/ladder_*.yaml)."""
-    if split not in ("train", "test"):
-        raise ValueError(f"arithmetic split must be 'train' or 'test', got {split!r}")
+    if split not in ("train", "test", "ood"):
+        raise ValueError(f"arithmetic split must be 'train', 'test' or 'ood', got {split!r}")
     kinds = tuple(sorted(flaw_kinds or ("A", "B", "C", "E")))
     if set(kinds) - {"A", "B", "C", "E"}:
         raise ValueError(f"arithmetic flaw_kinds {list(kinds)}: use A, B, C or E (rlkit/models/teacher.py)")

@@ -55,10 +55,18 @@ def describe(path: Path | str) -> dict[str, Any]:
     tok = AutoTokenizer.from_pretrained(path, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     engine = FastEngine(model, tok)
+    def greedy_correct(problems: list) -> list[bool]:
+        ids = [tok(prompt_text(tok, p.question), add_special_tokens=False)["input_ids"] for p in problems]
+        out = engine.generate(ids, 1, SamplingParams(BUDGET, 1.0, 1.0, greedy=True))
+        return [bool(is_correct(t, p, answer_from="tag")) for t, p in zip(out.texts, problems)]
+
     val = load("test", size=HELD_OUT)
     prompts = [tok(prompt_text(tok, p.question), add_special_tokens=False)["input_ids"] for p in val]
-    greedy = engine.generate(prompts, 1, SamplingParams(BUDGET, 1.0, 1.0, greedy=True))
-    ok = [bool(is_correct(t, p, answer_from="tag")) for t, p in zip(greedy.texts, val)]
+    ok = greedy_correct(val)
+    # the same measurement on training-distribution problems and on the `ood` probe (answers ending in 0):
+    # held-out and train should agree (the split is balanced); ood is the generalisation gap
+    train, ood = load("train", size=HELD_OUT, seed=1), load("ood", size=HELD_OUT)
+    ok_train, ok_ood = greedy_correct(train), greedy_correct(ood)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         sampled = engine.generate(prompts[:SAMPLED_PROMPTS], SAMPLES_PER_PROMPT,
@@ -70,6 +78,10 @@ def describe(path: Path | str) -> dict[str, Any]:
     return {"heldout_greedy_acc": sum(ok) / len(ok),
             "heldout_greedy_acc_by_context": accuracy_by_context(ok, val),
             "heldout_problems": len(val),
+            "train_greedy_acc": sum(ok_train) / len(ok_train),
+            "train_greedy_acc_by_context": accuracy_by_context(ok_train, train),
+            "ood_greedy_acc": sum(ok_ood) / len(ok_ood),
+            "ood_greedy_acc_by_context": accuracy_by_context(ok_ood, ood),
             "sampled_formats": {k: formats[k] / n for k in sorted(formats)},
             "sampled_verbose_frac": verbose / n,
             "sampled_length": {"mean": float(lengths.mean()), "max": int(lengths.max()),
@@ -92,6 +104,8 @@ def summary(record: dict[str, Any]) -> str:
     fmt = " ".join(f"{k} {v:.2f}" for k, v in m["sampled_formats"].items())
     return (f"built in {record['seconds']} s, final SFT loss {record['final_loss']:.4f}, code {record['code_hash']}\n"
             f"greedy held-out acc {m['heldout_greedy_acc']:.3f} (by flaw context: {ctx})\n"
+            f"greedy acc on training problems {m.get('train_greedy_acc', float('nan')):.3f}, "
+            f"on the ood probe (answers ending in 0) {m.get('ood_greedy_acc', float('nan')):.3f}\n"
             f"sampled formats: {fmt}; verbose {m['sampled_verbose_frac']:.2f}; "
             f"length mean {m['sampled_length']['mean']:.1f} max {m['sampled_length']['max']}")
 

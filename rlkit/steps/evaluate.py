@@ -1,12 +1,14 @@
 """Held-out accuracy: greedy (or sampled) answers to each evaluation group's held-out problems."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import torch
 
 from rlkit import distributed
 from rlkit.data.arithmetic import accuracy_by_context
+from rlkit.eval.suite import Suite
 from rlkit.rollout.base import SamplingParams
 from rlkit.steps.sample import response_budget
 
@@ -63,7 +65,25 @@ def evaluate_suite(p: RunParts, step: int, log: StepLog) -> dict[str, float]:
     from rlkit.eval.suite import run_suite, save_table
 
     assert p.suite is not None
-    metrics, table = run_suite(p.suite, p.engine, p.prompt_ids, lambda prompts: response_budget(p.cfg, prompts))
-    with tempfile.TemporaryDirectory() as d:
-        log.log_file(str(save_table(table, d, p.suite.name, step)), f"eval/{p.suite.name}")
-    return {f"eval/{p.suite.name}/{k}": v for k, v in metrics.items()}
+    suites = [p.suite]
+    if step == 0 and p.suite.cfg.get("reeval_seed") is not None:
+        suites.append(reevaluation(p.suite))
+    out: dict[str, float] = {}
+    for suite in suites:
+        metrics, table = run_suite(suite, p.engine, p.prompt_ids, lambda prompts: response_budget(p.cfg, prompts))
+        with tempfile.TemporaryDirectory() as d:
+            log.log_file(str(save_table(table, d, suite.name, step)), f"eval/{suite.name}")
+        out.update({f"eval/{suite.name}/{k}": v for k, v in metrics.items()})
+    return out
+
+
+REEVAL_SUFFIX = "_reeval"
+
+
+def reevaluation(suite: Suite) -> Suite:
+    """The same suite under its independent `reeval_seed`, logged as `<suite>_reeval` at step 0: the base
+    model scored twice, so a report shows evaluation-only noise beside the seed noise of training."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.merge(suite.cfg, {"seed": int(suite.cfg.reeval_seed), "reeval_seed": None})
+    return replace(suite, name=suite.name + REEVAL_SUFFIX, cfg=cfg)

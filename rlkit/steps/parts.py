@@ -45,6 +45,7 @@ class RunParts:
     sched: torch.optim.lr_scheduler.LRScheduler | None = None
     engine: Engine | None = None
     components: Mapping[str, tuple[float, RewardFn]] = field(default_factory=dict)
+    reward_transform: Callable | None = None  # reward.transform: (total, correct, seed) -> total (placebos)
     advantage_fn: Callable | None = None
     stream: PromptStream | None = None
     eval_groups: list[DataGroup] = field(default_factory=list)
@@ -82,7 +83,7 @@ def build(cfg: DictConfig, groups: list[DataGroup], stage_steps: list[int | None
                      build_components(cfg.reward.components), instantiate(a.advantage),
                      PromptStream(list(zip(groups, stage_steps)), t.prompts_per_step, cfg.seed),  # the global batch
                      held_out or groups[-1:], suite=suite, policy_loss=instantiate(a.policy_loss),
-                     correction=instantiate(a.correction),
+                     correction=instantiate(a.correction), reward_transform=instantiate(cfg.reward.get("transform")),
                      worker=ThreadPoolExecutor(1, thread_name_prefix="rlkit-generate") if t.get("overlap") else None)
     dist.reseed(cfg.seed)  # ranks > 0 sample from their own streams
     return parts

@@ -156,6 +156,8 @@ def scored(p: RunParts, d: Draw, rollout: Rollout, timers: Timers) -> Batch:
         t = p.cfg.trainer  # (a bounded time per step: past it, the completions left score as wrong)
         total, per, ok, late = score_budgeted(p.components, rollout.texts, expanded, ctxs, d.group.correct,
                                               float(t.get("reward_budget_s", 0)), int(t.get("reward_workers", 0)))
+        if p.reward_transform is not None:  # a batch-level reward (reward=random's placebo)
+            total = p.reward_transform(total, ok, step_seed(p.cfg.seed, d.step) + p.dist.rank)
         correct = torch.tensor(ok)
     if rollout.logprobs is None:  # an engine that does not report them: the generating policy's, recomputed now
         with timers("gen_logprobs"), torch.no_grad():
