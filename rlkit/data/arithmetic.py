@@ -16,7 +16,6 @@ from functools import lru_cache
 
 from rlkit.data.problem import Problem
 
-
 SPLIT_KEY = 0x2026_5EED_C0FF_EE01  # the split's key: a new key deals a new held-out set
 _MASK = (1 << 64) - 1
 
