@@ -45,7 +45,6 @@ class RunParts:
     sched: torch.optim.lr_scheduler.LRScheduler | None = None
     engine: Engine | None = None
     components: Mapping[str, tuple[float, RewardFn]] = field(default_factory=dict)
-    reward_transform: Callable | None = None  # reward.transform: (total, correct, seed) -> total (placebos)
     advantage_fn: Callable | None = None
     stream: PromptStream | None = None
     eval_groups: list[DataGroup] = field(default_factory=list)
@@ -58,6 +57,7 @@ class RunParts:
     correction: Callable | None = None        # algo.correction bound to its params (rlkit.algos.offpolicy)
     in_flight: list = field(default_factory=list)  # trainer.staleness: generated batches not yet trained on
     worker: ThreadPoolExecutor | None = None  # trainer.overlap: the thread that generates beside the update
+    reward_transform: Callable | None = None  # reward.transform: (total, correct, seed) -> total (placebos)
 
     def prompt_ids(self, template: str, problems: list[Problem]) -> list[list[int]]:
         return sample.prompt_ids(self.tokenizer, self.cache, template, problems)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 from hydra import compose, initialize_config_dir
 
+import rlkit.launch  # noqa: F401  (registers hydra/launcher=rlkit_local, as `python -m rlkit.run` does)
 from rlkit.config import CONF_DIR, GROUPS, ConfigError, group_options, validate
 
 CASES = [(g, o) for g in GROUPS for o in group_options(g)]
