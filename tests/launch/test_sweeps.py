@@ -37,7 +37,7 @@ def test_sweep_composes_and_declares_its_report(name):
     if "Optuna" not in cfg.hydra.sweeper._target_:
         seeds = {o for ov in jobs for o in ov if o.startswith("seed=")}
         assert len(seeds) >= 3, seeds
-        factors = {o.split("=")[0] for ov in jobs for o in ov} - {"seed", "+sweep"}
+        factors = {o.split("=")[0].lstrip("+~") for ov in jobs for o in ov} - {"seed", "sweep"}
         assert {f for f in spec.rows} <= factors, (spec.rows, factors)
 
 
