@@ -4,8 +4,15 @@ is about, and the `ood` probe is exactly the answers ending in 0."""
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
 
 from rlkit.data.arithmetic import columns, flaw_contexts, load, split_of
+from rlkit.data.stream import load_group
+
+CONF = Path(__file__).resolve().parents[2] / "conf" / "data"
 
 
 def features(a: int, b: int) -> dict[str, object]:
@@ -51,3 +58,13 @@ def test_the_three_splits_are_disjoint_and_loadable():
     assert not train & test and not {p.id for p in ood} & (train | test)
     assert all(int(p.answer) % 10 == 0 for p in ood)
     assert any(int(p.answer) % 10 == 0 for p in ood) and not any(p.answer.endswith("0") for p in load("test", size=500))
+
+
+@pytest.mark.parametrize("name", ["arith", "arith_2d", "arith_3d", "arith_hard", "arith_ood", "ladder_1", "ladder_2"])
+def test_every_tiny_data_group_loads_both_splits(name):
+    """Each shipped procedural group yields its train split and its val_size held-out problems (a size the
+    split cannot hold fails here, not in the middle of a sweep)."""
+    cfg = OmegaConf.load(CONF / f"{name}.yaml")
+    group = load_group(cfg)
+    assert len(group.train) > 100 and len(group.val) == cfg.val_size
+    assert not {p.id for p in group.train} & {p.id for p in group.val}
