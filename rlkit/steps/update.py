@@ -33,7 +33,8 @@ distributed.declare("sum", "rollout/mismatch_kl", "rollout/mismatch_ratio_mean",
                     "rollout/is_masked_frac")
 distributed.declare("max", "rollout/mismatch_ratio_max")
 MAX_KEYS = ("rollout/mismatch_ratio_max",)
-LOSS_METRICS = ("pg_clipfrac", "ppo_kl")  # logged for every loss (0 when it returns none)  # combined by max over micro-batches and updates, not summed
+LOSS_METRICS = ("pg_clipfrac", "ppo_kl")  # logged for every loss (0 when it returns none)
+LOOP_METRICS = ("pg_loss", "kl_loss", "entropy", "grad_norm")  # actor/ names the loop itself writes  # combined by max over micro-batches and updates, not summed
 
 
 @dataclass
@@ -193,6 +194,8 @@ def loss_metrics(pm: dict[str, torch.Tensor | float], w: float) -> dict[str, flo
     (0 when a loss does not return them), so every algorithm logs them."""
     out = {f"actor/{k}": float(pm.get(k, 0.0)) * w for k in LOSS_METRICS}
     for k, v in pm.items():
+        if k in LOOP_METRICS:
+            raise ValueError(f"the policy loss returned a metric {k!r}: actor/{k} is the loop's own; rename it")
         if f"actor/{k}" not in out:
             distributed.declare("sum", f"actor/{k}")  # a loss's own metric: token shares, summed over ranks
             out[f"actor/{k}"] = float(v) * w

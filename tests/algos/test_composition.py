@@ -119,3 +119,14 @@ def test_a_loss_is_swappable_on_the_command_line():
         cfg = compose("config", overrides=["algo=dr_grpo", "algo/policy_loss=gspo"])
     assert cfg.algo.name == "dr_grpo" and cfg.algo.policy_loss._target_ == "rlkit.algos.losses.gspo"
     assert cfg.algo.aggregation == "seq-mean-token-sum-norm" and cfg.algo.advantage.norm_by_std is False
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_each_loss_composes_on_grpo_and_validates(loss):
+    """`algo/policy_loss=<loss>`: a new conf/algo/policy_loss/<loss>.yaml is covered without a list to edit."""
+    from rlkit.algos.validate import validate_algo
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"algo/policy_loss={loss}"])
+    validate_algo(OmegaConf.to_container(cfg.algo, resolve=True))
+    assert cfg.algo.policy_loss._target_ == f"rlkit.algos.losses.{loss}"
