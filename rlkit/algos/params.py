@@ -4,6 +4,7 @@ one touches no list elsewhere. Torch-free (validation runs before the heavy impo
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -60,6 +61,9 @@ def ranges(**declared: Range) -> Callable[[F], F]:
     """Decorator: attach ``fn.param_ranges`` (name -> Range) for validation; names must be fn's keywords."""
 
     def attach(fn: F) -> F:
+        keywords = {n for n, p in inspect.signature(fn).parameters.items() if p.kind is p.KEYWORD_ONLY}
+        if unknown := sorted(set(declared) - keywords):
+            raise TypeError(f"{fn.__name__}: @ranges names {unknown}, not keyword-only parameters of it")
         fn.param_ranges = dict(declared)  # type: ignore[attr-defined]
         return fn
 

@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import rlkit.launch  # noqa: F401  (registers hydra/launcher=rlkit_local, as `python -m rlkit.run` does)
-from rlkit.algos.params import MOVED_KEYS, Range, declared_ranges, moved_override
+from rlkit.algos.params import MOVED_KEYS, POSITIVE, Range, declared_ranges, moved_override, ranges
 from rlkit.algos.validate import LOSS_ARGS, resolve_target
 from rlkit.config import CONF_DIR, group_options
 
@@ -99,6 +99,11 @@ def test_range_bounds_and_messages():
     assert closed.describe() == "null or a number in (0, 1]"
     assert Range(low=0.0).describe() == "a positive number"
     assert Range(low=1.0, nullable=True, meaning="e.g. 3").describe() == "null or a number > 1 (e.g. 3)"
+
+
+def test_ranges_must_name_keyword_parameters():
+    with pytest.raises(TypeError, match=r"names \['tua'\]"):
+        ranges(tua=POSITIVE)(lambda logp, old_logp, advantages, mask, *, tau=1.0: None)
 
 
 @pytest.mark.parametrize(("args", "new"), [
