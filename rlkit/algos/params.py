@@ -10,7 +10,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-__all__ = ["MOVED_KEYS", "NUMBER", "POSITIVE", "UNIT", "Range", "declared_ranges", "moved_key", "moved_override", "ranges"]
+__all__ = [
+    "MOVED_KEYS",
+    "NUMBER",
+    "POSITIVE",
+    "UNIT",
+    "Range",
+    "declared_ranges",
+    "moved_key",
+    "moved_override",
+    "ranges",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -82,8 +92,10 @@ MOVED_KEYS: dict[str, str] = {k: f"policy_loss.{k}" for k in ("clip_low", "clip_
 def moved_key(key: str, value: Any) -> str:
     """The error for a moved key, naming where it went."""
     new = MOVED_KEYS[key]
-    return (f"algo.{key} moved to algo.{new} (the policy loss declares its own parameters): "
-            f"write algo.{new}={value} instead of algo.{key}={value}")
+    return (
+        f"algo.{key} moved to algo.{new} (the policy loss declares its own parameters): "
+        f"write algo.{new}={value} instead of algo.{key}={value}"
+    )
 
 
 def moved_override(overrides: list[str]) -> str | None:

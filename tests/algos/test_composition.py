@@ -61,7 +61,9 @@ def _leaves(node: dict, prefix: str = "") -> dict[str, object]:
 def _parent(defaults: list) -> tuple[str, dict[str, str]]:
     """The parent file and the nested-group overrides of a variant's defaults list."""
     names = [d for d in defaults if isinstance(d, str) and d != "_self_"]
-    overrides = {k.removeprefix("override "): v for d in defaults if isinstance(d, dict) for k, v in d.items()}
+    overrides = {
+        k.removeprefix("override "): v for d in defaults if isinstance(d, dict) for k, v in d.items()
+    }
     assert len(names) == 1 and defaults[-1] == "_self_", defaults
     return names[0], overrides
 
@@ -93,7 +95,9 @@ def test_each_loss_declares_a_range_for_every_parameter(loss):
 
 def test_range_bounds_and_messages():
     unit = Range(0.0, 1.0)
-    assert [unit.ok(x) for x in (0.0, 0.5, 1.0, None, True, "0.5", float("inf"))] == [False, True] + [False] * 5
+    assert [unit.ok(x) for x in (0.0, 0.5, 1.0, None, True, "0.5", float("inf"))] == [False, True] + [
+        False
+    ] * 5
     closed = Range(0.0, 1.0, high_open=False, nullable=True)
     assert closed.ok(1.0) and closed.ok(None) and not closed.ok(0.0)
     assert closed.describe() == "null or a number in (0, 1]"
@@ -106,11 +110,14 @@ def test_ranges_must_name_keyword_parameters():
         ranges(tua=POSITIVE)(lambda logp, old_logp, advantages, mask, *, tau=1.0: None)
 
 
-@pytest.mark.parametrize(("args", "new"), [
-    (["algo=dapo", "algo.clip_high=0.28"], "algo.policy_loss.clip_high=0.28"),
-    (["+algo.clip_low=0.1"], "algo.policy_loss.clip_low=0.1"),
-    (["-m", "algo.dual_clip=2,3"], "algo.policy_loss.dual_clip=2,3"),
-])
+@pytest.mark.parametrize(
+    ("args", "new"),
+    [
+        (["algo=dapo", "algo.clip_high=0.28"], "algo.policy_loss.clip_high=0.28"),
+        (["+algo.clip_low=0.1"], "algo.policy_loss.clip_low=0.1"),
+        (["-m", "algo.dual_clip=2,3"], "algo.policy_loss.dual_clip=2,3"),
+    ],
+)
 def test_old_clip_override_names_the_new_key(args, new):
     assert new in moved_override(args)
 

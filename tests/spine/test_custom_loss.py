@@ -1,5 +1,6 @@
 """A user's own policy loss through the real CLI: accepted by its signature, its ranges checked, and every
 metric it returns logged under actor/ (beside the pg_clipfrac / ppo_kl every loss logs)."""
+
 from __future__ import annotations
 
 import textwrap
@@ -23,8 +24,15 @@ MODULE = textwrap.dedent('''
                                  dual_clip=dual_clip)
         return loss, {**metrics, "neg_adv_frac": masked_mean((advantages < 0).to(logp.dtype), mask)}
 ''')
-ARGS = ["trainer.steps=2", "trainer.prompts_per_step=2", "data.val_size=8", "trainer.eval_every=100",
-        "trainer.threads=1", "seed=0", "algo.policy_loss._target_=my_losses.counted"]
+ARGS = [
+    "trainer.steps=2",
+    "trainer.prompts_per_step=2",
+    "data.val_size=8",
+    "trainer.eval_every=100",
+    "trainer.threads=1",
+    "seed=0",
+    "algo.policy_loss._target_=my_losses.counted",
+]
 
 
 def test_own_loss_metrics_are_logged_under_actor(tmp_path, tiny_path):
