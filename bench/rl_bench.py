@@ -307,7 +307,7 @@ def trl_trainer(cfg, model_dir: Path, tokens: int, steps: int, cur: dict):
         max_completion_length=tokens, learning_rate=t.lr, lr_scheduler_type="constant_with_warmup",
         warmup_steps=t.warmup_steps, weight_decay=t.weight_decay, max_grad_norm=t.grad_clip,
         temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, top_k=0, beta=0.0,
-        epsilon=a.clip_low, epsilon_high=a.clip_high, loss_type="dapo", scale_rewards="group",
+        epsilon=a.policy_loss.clip_low, epsilon_high=a.policy_loss.clip_high, loss_type="dapo", scale_rewards="group",
         num_iterations=1, logging_steps=1, report_to="none", save_strategy="no", gradient_checkpointing=False,
         bf16=bool(t.get("bf16", False)), fp16=False,  # trainer.bf16=true: both sides under bf16 autocast
         shuffle_dataset=False, seed=cfg.seed, disable_tqdm=True, dataloader_num_workers=0, log_completions=False)

@@ -249,4 +249,9 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    from rlkit.algos.params import moved_override
+
+    if (moved := moved_override(sys.argv[1:])) is not None:  # before Hydra, whose message does not say where it went
+        print(f"rlkit: config error: {moved}", file=sys.stderr)
+        sys.exit(2)
     main()

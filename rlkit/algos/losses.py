@@ -6,8 +6,10 @@ probability. Padded positions (mask == 0) are returned as exactly 0.
 
 Every policy loss has one signature, ``fn(logp, old_logp, advantages, mask, **params) -> (per_token_loss
 [B,T], metrics)``, and is chosen by ``algo.policy_loss._target_`` (any importable function with that
-signature: ``rlkit.algos.validate`` binds its params, there is no list to register in). ``metrics`` holds
-detached scalars; ``pg_clipfrac`` and ``ppo_kl`` are logged as ``actor/pg_clipfrac`` / ``actor/ppo_kl``.
+signature: ``rlkit.algos.validate`` binds its params, there is no list to register in). Its parameters and
+their defaults live in ``conf/algo/policy_loss/<name>.yaml``; their valid ranges are declared on the function
+(``@ranges``, rlkit.algos.params) and checked before compute. ``metrics`` holds detached scalars, each logged
+as ``actor/<name>`` (a token-weighted mean over the update; ``pg_clipfrac`` and ``ppo_kl`` always, 0 when absent).
 Sequence-level losses (GSPO's ratio, GMPO) still return a [B,T] tensor: aggregated with
 ``seq-mean-token-mean`` they give the paper's mean over sequences.
 
@@ -21,10 +23,13 @@ import torch
 from torch import Tensor
 
 from rlkit.algos.advantages import masked_mean
+from rlkit.algos.params import NUMBER, POSITIVE, Range, ranges
 
 __all__ = ["clip_cov", "cispo", "gmpo", "gspo", "kl_cov", "ppo_clip", "sapo", "value_loss"]
 
 
+@ranges(clip_low=Range(0.0, 1.0, meaning="the ratio is clipped below at 1 - clip_low"), clip_high=POSITIVE,
+        dual_clip=Range(low=1.0, nullable=True, meaning="e.g. 3.0; null disables it"))
 def ppo_clip(
     logp: Tensor,
     old_logp: Tensor,
@@ -81,6 +86,7 @@ def _seq_mean(x: Tensor, mask: Tensor) -> Tensor:
     return torch.where(mask > 0, x * mask, torch.zeros_like(x)).sum(-1) / mask.sum(-1).clamp(min=1.0)
 
 
+@ranges(clip_low=Range(0.0, 1.0, meaning="the ratio is clipped below at 1 - clip_low"), clip_high=POSITIVE)
 def gspo(
     logp: Tensor,
     old_logp: Tensor,
@@ -113,6 +119,7 @@ def gspo(
     return loss, metrics
 
 
+@ranges(clip_low=Range(0.0, 1.0, nullable=True, meaning="null: no lower bound"), clip_high=POSITIVE)
 def cispo(
     logp: Tensor,
     old_logp: Tensor,
@@ -139,6 +146,7 @@ def cispo(
     return loss, metrics
 
 
+@ranges(tau_pos=POSITIVE, tau_neg=POSITIVE)
 def sapo(
     logp: Tensor,
     old_logp: Tensor,
@@ -174,6 +182,8 @@ def _covariance(logp: Tensor, advantages: Tensor, mask: Tensor) -> Tensor:
     return (adv - masked_mean(adv, mask)) * (lp - masked_mean(lp, mask))
 
 
+@ranges(clip_low=Range(0.0, 1.0, meaning="the ratio is clipped below at 1 - clip_low"), clip_high=POSITIVE, clip_cov_ratio=Range(0.0, 1.0, high_open=False),
+        clip_cov_lb=NUMBER, clip_cov_ub=NUMBER)
 def clip_cov(
     logp: Tensor,
     old_logp: Tensor,
@@ -217,6 +227,7 @@ def clip_cov(
     return loss, metrics
 
 
+@ranges(kl_cov_ratio=Range(0.0, 1.0, high_open=False), ppo_kl_coef=Range(low=0.0, low_open=False))
 def kl_cov(
     logp: Tensor,
     old_logp: Tensor,
@@ -247,6 +258,7 @@ def kl_cov(
     return loss, metrics
 
 
+@ranges(clip_low=POSITIVE, clip_high=POSITIVE)  # log-space bounds
 def gmpo(
     logp: Tensor,
     old_logp: Tensor,

@@ -5,7 +5,8 @@ valid choices. No Hydra. An advantage estimator is accepted by its signature, no
 ``fn(token_rewards, mask, group, values, **params)`` whose params bind (a user's own ``_target_`` too); one
 that needs a value model says so with ``fn.needs_values = True`` (as ``gae`` does). The policy loss
 (``fn(logp, old_logp, advantages, mask, **params)``, rlkit.algos.losses) and the rollout correction
-(``fn(train_logp, rollout_logp, mask, **params)``, rlkit.algos.offpolicy) are accepted the same way.
+(``fn(train_logp, rollout_logp, mask, **params)``, rlkit.algos.offpolicy) are accepted the same way; a
+function's parameter ranges are the ones it declares itself (``@ranges``, rlkit.algos.params).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from rlkit.algos import advantages
 from rlkit.algos.aggregate import MODES
 from rlkit.algos.kl import KL_KINDS
+from rlkit.algos.params import MOVED_KEYS, declared_ranges, moved_key
 
 __all__ = [
     "ALGO_KEYS",
@@ -41,9 +43,6 @@ NORM_MODES_NEEDING_CONSTANT: tuple[str, ...] = ("seq-mean-token-sum-norm",)
 ALGO_KEYS: tuple[str, ...] = (
     "name",
     "advantage",
-    "clip_low",
-    "clip_high",
-    "dual_clip",
     "policy_loss",
     "correction",
     "kl",
@@ -117,7 +116,18 @@ def _check_target(key: str, node: Any, args: tuple[str, ...], examples: str) -> 
             _fail(f"{key}.{bad}", bound[bad], f"parameters of {target}: {', '.join(allowed) or '(none)'}")
         _fail(f"{key}._target_", target, f"a function called as fn({', '.join(args)}, **params) "
               f"with params {sorted(bound)} ({e})")
+    _check_ranges(key, fn, bound)
     return fn
+
+
+def _check_ranges(key: str, fn: Callable[..., Any], bound: Mapping[str, Any]) -> None:
+    """Each parameter the function declares a range for (``@ranges``), as set or else its default."""
+    sig = inspect.signature(fn)
+    for name, rng in declared_ranges(fn).items():
+        default = sig.parameters[name].default
+        value = bound.get(name, None if default is inspect.Parameter.empty else default)
+        if not rng.ok(value):
+            _fail(f"{key}.{name}", value, rng.describe())
 
 
 def _check_advantage(adv: Any) -> Callable[..., Any]:
@@ -137,13 +147,16 @@ def validate_algo(cfg: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` naming the bad key, its value and the valid choices; return None if ``cfg`` is valid.
 
     Checks: schema keys present and no unknown keys; advantage ``_target_`` imports and its
-    params bind to its signature; clip_low in (0, 1), clip_high > 0, dual_clip null or > 1; kl placement/estimator/coef;
+    params bind to its signature; the policy loss's params in the ranges it declares; kl placement/estimator/coef;
     aggregation in ``MODES`` and agg_constant > 0 where required; entropy_coef a number; epochs and
     mini_batches >= 1; group_filter known; max_resample_rounds >= 0; critic present iff the estimator needs
     one (gae), with lr > 0, value_clip null or > 0, coef >= 0.
     """
     if not isinstance(cfg, Mapping):
         raise ValueError(f"algo config must be a mapping, got {type(cfg).__name__}")
+    moved = next((k for k in MOVED_KEYS if k in cfg), None)
+    if moved is not None:
+        raise ValueError(moved_key(moved, cfg[moved]))
     _check_keys("", cfg, ALGO_KEYS)
 
     if not isinstance(cfg["name"], str) or not cfg["name"]:
@@ -151,22 +164,12 @@ def validate_algo(cfg: Mapping[str, Any]) -> None:
     estimator = _check_advantage(cfg["advantage"])
     target = cfg["advantage"]["_target_"]
 
-    clip_low, clip_high, dual = cfg["clip_low"], cfg["clip_high"], cfg["dual_clip"]
-    if not (_is_number(clip_low) and 0.0 < clip_low < 1.0):
-        _fail("clip_low", clip_low, "a number in (0, 1) (the ratio is clipped at 1 - clip_low)")
-    if not (_is_number(clip_high) and clip_high > 0.0):
-        _fail("clip_high", clip_high, "a positive number")
-    if dual is not None and not (_is_number(dual) and dual > 1.0):
-        _fail("dual_clip", dual, "null or a number > 1 (e.g. 3.0)")
-
     _check_target("policy_loss", cfg["policy_loss"], LOSS_ARGS, "rlkit.algos.losses.ppo_clip, gspo, cispo")
     _check_target("correction", cfg["correction"], CORRECTION_ARGS, "rlkit.algos.offpolicy.no_correction, tis")
-    for sect, keys in (("policy_loss", ("clip_low", "clip_high", "clip_cov_ratio", "kl_cov_ratio")),
-                       ("correction", ("cap", "low", "high"))):
-        for key in keys:
-            v = cfg[sect].get(key)
-            if v is not None and not (_is_number(v) and v > 0):
-                _fail(f"{sect}.{key}", v, "a positive number" + (" (or null: no lower bound)" if key == "clip_low" else ""))
+    for key in ("cap", "low", "high"):
+        v = cfg["correction"].get(key)
+        if v is not None and not (_is_number(v) and v > 0):
+            _fail(f"correction.{key}", v, "a positive number")
 
     kl = cfg["kl"]
     if not isinstance(kl, Mapping):

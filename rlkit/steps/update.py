@@ -32,7 +32,9 @@ distributed.declare("same", "actor/grad_norm")  # computed after the gradients w
 distributed.declare("sum", "rollout/mismatch_kl", "rollout/mismatch_ratio_mean", "rollout/is_capped_frac",
                     "rollout/is_masked_frac")
 distributed.declare("max", "rollout/mismatch_ratio_max")
-MAX_KEYS = ("rollout/mismatch_ratio_max",)  # combined by max over micro-batches and updates, not summed
+MAX_KEYS = ("rollout/mismatch_ratio_max",)
+LOSS_METRICS = ("pg_clipfrac", "ppo_kl")  # logged for every loss (0 when it returns none)
+LOOP_METRICS = ("pg_loss", "kl_loss", "entropy", "grad_norm")  # actor/ names the loop itself writes  # combined by max over micro-batches and updates, not summed
 
 
 @dataclass
@@ -182,9 +184,22 @@ def actor_micro(p: RunParts, batch: Batch, s: Scored, idx: torch.Tensor, tot: To
     w = float(m.sum()) / tot.tokens  # token share, to average per-token metrics over micro-batches
     resp = r.response_mask[idx]  # entropy over every generated token, whatever the loss mask/aggregation
     parts["actor/entropy"] = float((entropy.detach() * resp).sum()) / tot.resp
-    parts["actor/pg_clipfrac"] = float(pm.get("pg_clipfrac", 0.0)) * w
-    parts["actor/ppo_kl"] = float(pm.get("ppo_kl", 0.0)) * w
+    parts.update(loss_metrics(pm, w))
     return parts
+
+
+def loss_metrics(pm: dict[str, torch.Tensor | float], w: float) -> dict[str, float]:
+    """Every metric the policy loss returned, as `actor/<name>` times this micro-batch's token share `w`
+    (summed over micro-batches and ranks: a token-weighted mean). pg_clipfrac and ppo_kl are always there
+    (0 when a loss does not return them), so every algorithm logs them."""
+    out = {f"actor/{k}": float(pm.get(k, 0.0)) * w for k in LOSS_METRICS}
+    for k, v in pm.items():
+        if k in LOOP_METRICS:
+            raise ValueError(f"the policy loss returned a metric {k!r}: actor/{k} is the loop's own; rename it")
+        if f"actor/{k}" not in out:
+            distributed.declare("sum", f"actor/{k}")  # a loss's own metric: token shares, summed over ranks
+            out[f"actor/{k}"] = float(v) * w
+    return out
 
 
 def idle_rows(cfg: DictConfig, actor: Trained, adv: torch.Tensor, loss_mask: torch.Tensor, ref_logp: torch.Tensor | None

@@ -8,14 +8,21 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from rlkit.algos.validate import ALGO_KEYS, validate_algo
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "algo"
 SHIPPED = ("grpo", "dr_grpo", "rloo", "reinforce_pp", "reinforce_pp_baseline", "ppo", "dapo", "gspo", "cispo", "sapo",
            "clip_cov", "kl_cov", "gmpo")
+
+def composed(name: str) -> DictConfig:
+    """conf/algo/<name>.yaml as Hydra composes it (its `defaults:` parent first), unresolved."""
+    with initialize_config_dir(config_dir=str(CONF.parent), version_base="1.3"):
+        return compose(overrides=[f"+algo={name}"]).algo
+
 
 GOOD = {
     "name": "grpo",
@@ -25,9 +32,6 @@ GOOD = {
         "eps": 1e-6,
         "norm_by_std": True,
     },
-    "clip_low": 0.2,
-    "clip_high": 0.2,
-    "dual_clip": None,
     "policy_loss": {"_target_": "rlkit.algos.losses.ppo_clip", "_partial_": True, "clip_low": 0.2, "clip_high": 0.2,
                     "dual_clip": None},
     "correction": {"_target_": "rlkit.algos.offpolicy.no_correction", "_partial_": True},
@@ -63,7 +67,8 @@ def test_good_config_passes():
     validate_algo(GOOD)
     validate_algo(_with(advantage=GAE, critic=CRITIC))
     validate_algo(_with(aggregation="seq-mean-token-sum-norm", agg_constant=256))
-    validate_algo(_with(dual_clip=3.0, clip_high=0.28, kl__placement="none", group_filter="resample"))
+    validate_algo(_with(policy_loss__dual_clip=3.0, policy_loss__clip_high=0.28, kl__placement="none",
+                        group_filter="resample"))
 
 
 @pytest.mark.parametrize(
@@ -81,12 +86,20 @@ def test_good_config_passes():
         (_with(kl__coef=-0.1), "algo.kl.coef", ">= 0"),
         (_with(kl__coef=KeyError), "algo.kl.coef", "missing"),
         (_with(aggregation="seq-sum"), "algo.aggregation", "seq-mean-token-sum-norm"),
-        (_with(clip_low=0.0), "algo.clip_low", "(0, 1)"),
-        (_with(clip_low=-0.2), "algo.clip_low", "(0, 1)"),
-        (_with(clip_high=0), "algo.clip_high", "positive"),
-        (_with(clip_high=-0.28), "algo.clip_high", "positive"),
-        (_with(dual_clip=1.0), "algo.dual_clip", "> 1"),
-        (_with(dual_clip=0.5), "algo.dual_clip", "> 1"),
+        (_with(policy_loss__clip_low=0.0), "algo.policy_loss.clip_low", "(0, 1)"),
+        (_with(policy_loss__clip_low=-0.2), "algo.policy_loss.clip_low", "(0, 1)"),
+        (_with(policy_loss__clip_low=None), "algo.policy_loss.clip_low", "(0, 1)"),  # only cispo's may be null
+        (_with(policy_loss__clip_high=0), "algo.policy_loss.clip_high", "positive"),
+        (_with(policy_loss__clip_high=-0.28), "algo.policy_loss.clip_high", "positive"),
+        (_with(policy_loss__clip_high=float("nan")), "algo.policy_loss.clip_high", "positive"),
+        (_with(policy_loss__dual_clip=1.0), "algo.policy_loss.dual_clip", "> 1"),
+        (_with(policy_loss__dual_clip=0.5), "algo.policy_loss.dual_clip", "> 1"),
+        (_with(policy_loss={"_target_": "rlkit.algos.losses.sapo", "_partial_": True, "tau_neg": 0.0}),
+         "algo.policy_loss.tau_neg", "positive"),
+        (_with(policy_loss={"_target_": "rlkit.algos.losses.kl_cov", "_partial_": True, "kl_cov_ratio": 1.5}),
+         "algo.policy_loss.kl_cov_ratio", "(0, 1]"),
+        (_with(clip_high=0.28), "algo.clip_high", "write algo.policy_loss.clip_high=0.28"),  # moved key
+        (_with(dual_clip=3.0), "algo.dual_clip", "algo.policy_loss.dual_clip"),
         (_with(critic=CRITIC), "algo.critic", "does not use a value model"),
         (_with(advantage=GAE), "algo.critic", "needs a value model"),
         (
@@ -102,7 +115,7 @@ def test_good_config_passes():
         (_with(group_filter="drop"), "algo.group_filter", "none, mask, resample"),
         (_with(max_resample_rounds=-1), "algo.max_resample_rounds", ">= 0"),
         (_with(entropy_coef="0.01"), "algo.entropy_coef", "number"),
-        (_with(clip_hgh=0.28), "algo.clip_hgh", "clip_high"),
+        (_with(entropy_cof=0.1), "algo.entropy_cof", "entropy_coef"),
         (_with(epochs=KeyError), "algo.epochs", "missing"),
     ],
 )
@@ -128,9 +141,10 @@ def test_shipped_config_valid_and_target_binds(name):
     lines = path.read_text().splitlines()
     assert lines[0] == "# @package algo"
     assert sum(line.startswith("#") for line in lines[:6]) >= 4, "header comment: what, paper, deviations"
-    cfg = OmegaConf.load(path)
+    cfg = composed(name)
     plain = OmegaConf.to_container(cfg, resolve=True)
-    assert tuple(plain) == ALGO_KEYS, "same keys, same order in every file"
+    assert set(plain) == set(ALGO_KEYS), "every key, from the file or its parent"
+    assert tuple(plain) == tuple(composed("grpo")), "same order in every file (grpo's)"
     assert plain["name"] == name
     validate_algo(plain)
 
@@ -144,7 +158,7 @@ def test_shipped_config_valid_and_target_binds(name):
 
 
 def test_shipped_algorithm_table():
-    cfgs = {n: OmegaConf.to_container(OmegaConf.load(CONF / f"{n}.yaml")) for n in SHIPPED}
+    cfgs = {n: OmegaConf.to_container(composed(n)) for n in SHIPPED}
     grpo, dr, ppo, dapo = cfgs["grpo"], cfgs["dr_grpo"], cfgs["ppo"], cfgs["dapo"]
     assert grpo["kl"] == {"placement": "loss", "estimator": "k3", "coef": 0.001}
     assert grpo["advantage"]["norm_by_std"] is True and grpo["aggregation"] == "token-mean"
@@ -152,7 +166,8 @@ def test_shipped_algorithm_table():
     assert dr["aggregation"] == "seq-mean-token-sum-norm" and dr["agg_constant"] == 256
     assert ppo["advantage"]["_target_"].endswith(".gae") and ppo["critic"] is not None
     assert (ppo["advantage"]["gamma"], ppo["advantage"]["lam"]) == (1.0, 0.95)
-    assert dapo["clip_low"] == 0.2 and dapo["clip_high"] == 0.28 and dapo["kl"]["placement"] == "none"
+    assert dapo["policy_loss"]["clip_low"] == 0.2 and dapo["policy_loss"]["clip_high"] == 0.28
+    assert dapo["kl"]["placement"] == "none" and grpo["policy_loss"]["clip_high"] == 0.2
     assert dapo["group_filter"] == "resample" and dapo["max_resample_rounds"] == 3
     for n in ("rloo", "reinforce_pp", "reinforce_pp_baseline", "ppo"):
         assert cfgs[n]["kl"]["placement"] == "reward" and cfgs[n]["kl"]["estimator"] == "k1", n
@@ -218,8 +233,8 @@ def test_losses_and_corrections_are_accepted_by_signature_not_by_name():
 @pytest.mark.parametrize("name", ["gspo", "cispo", "sapo", "clip_cov", "kl_cov", "gmpo"])
 def test_new_loss_files_are_grpo_but_the_loss(name):
     """`algo=grpo,<loss>` isolates the loss: every key but the loss, its clip range and aggregation is grpo's."""
-    grpo = OmegaConf.to_container(OmegaConf.load(CONF / "grpo.yaml"), resolve=True)
-    cfg = OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"), resolve=True)
-    same = set(ALGO_KEYS) - {"name", "policy_loss", "clip_low", "clip_high", "aggregation"}
+    grpo = OmegaConf.to_container(composed("grpo"), resolve=True)
+    cfg = OmegaConf.to_container(composed(name), resolve=True)
+    same = set(ALGO_KEYS) - {"name", "policy_loss", "aggregation"}
     assert {k: cfg[k] for k in same} == {k: grpo[k] for k in same}
     assert cfg["policy_loss"]["_target_"] == f"rlkit.algos.losses.{'gmpo' if name == 'gmpo' else name}"

@@ -29,9 +29,17 @@ def test_missing_data_file_names_the_path(tmp_path):
 
 
 def test_malformed_algo_names_the_key(tmp_path):
-    r = run_rlkit(["algo.clip_low=-0.1"], tmp_path, timeout=60)
+    r = run_rlkit(["algo=sapo", "algo.policy_loss.tau_neg=0"], tmp_path, timeout=60)
     assert r.returncode == 2
-    assert "algo.clip_low" in r.stderr
+    assert "algo.policy_loss.tau_neg=0 is invalid; valid: a positive number" in r.stderr
+
+
+def test_moved_clip_key_names_its_new_place(tmp_path):
+    """algo.clip_high moved into the loss (algo.policy_loss.clip_high): the error says where, before Hydra."""
+    r = run_rlkit(["algo=dapo", "algo.clip_high=0.3"], tmp_path, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "write algo.policy_loss.clip_high=0.3 instead of algo.clip_high=0.3" in r.stderr
+    assert not (tmp_path / "out").exists()  # rejected before Hydra made its output dir
 
 
 def test_bad_trainer_type_names_the_key(tmp_path):

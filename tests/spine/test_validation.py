@@ -57,7 +57,8 @@ BAD = [  # (override, key the message must name)
     ("model.lora.dropout=1.0", "model.lora.dropout"),
     ("passrate.k=0", "passrate.k"),
     ("passrate.temperature=0", "passrate.temperature"),
-    ("algo.clip_low=-0.1", "algo.clip_low"),
+    ("algo.policy_loss.clip_low=-0.1", "algo.policy_loss.clip_low"),
+    ("algo.policy_loss.dual_clip=0.5", "algo.policy_loss.dual_clip"),
     ("algo.epochs=0", "algo.epochs"),
     ("algo.kl.coef=-1", "algo.kl.coef"),
 ]
