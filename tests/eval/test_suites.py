@@ -10,7 +10,7 @@ from tests.conftest import REPO
 
 GOLD_FORM = {"gsm8k": "<think>.</think><answer>{}</answer>", "math500": "<think>.</think><answer>\\boxed{{{}}}</answer>",
              "kk": "<think>.</think><answer>{}</answer>", "tiny_arith": "<think>.</think><answer>{}</answer>",
-             "tiny_levels": "<think>.</think><answer>{}</answer>"}
+             "tiny_levels": "<think>.</think><answer>{}</answer>", "tiny_ood": "<think>.</think><answer>{}</answer>"}
 
 
 def _cfg(suite: str):
