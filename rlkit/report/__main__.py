@@ -38,6 +38,7 @@ same keys), which beats the built-in defaults. The sweep file defaults to
       paired_resamples: 2000        # hierarchical bootstrap resamples (per-problem comparisons) [2000]
       per_problem: true             # read eval/<suite>/step_N.parquet artifacts [true]
       thresholds: {val/acc: 0.8}    # efficiency: AUC, steps/wall s/tokens to reach [none]
+      last_k: 3                     # + per metric "mean of the last k evaluations" (after step 0) [null: off]
 
 Planning: `python -m rlkit.report plan <sweep> --target-delta 0.02 [--metrics K ...] [--power 0.8] [--alpha 0.05]`
 estimates, from an earlier (pilot) sweep, each metric's seed-to-seed SD and the seeds per arm a new sweep
@@ -70,6 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rows", nargs="+", help="row factors [report.rows or all varying factors]")
     p.add_argument("--columns", nargs="+", help="factorial column factors [report.columns]")
     p.add_argument("--baseline", help="e.g. 'algo=grpo,length=16k' [report.baseline or first row]")
+    p.add_argument("--last-k", type=int, help="add per metric the mean of each run's last k evaluations [report.last_k]")
     p.add_argument("--sweep-file", help="sweep YAML with a report: block [sweeps/<sweep>.yaml if it exists]")
     p.add_argument("--sweep-id", help="which sweep of the experiment [newest parent's]")
     p.add_argument("--defaults", help="lab-wide defaults YAML [conf/report/default.yaml of the repo]")
@@ -152,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = ReportSpec.from_dict(load_defaults(args.defaults))
         spec = spec.merged(load_sweep_file(sweep_file) if sweep_file else {})
         spec = spec.merged({"step": args.step, "metrics": args.metrics, "curves": args.curves, "rows": args.rows,
-                            "columns": args.columns, "baseline": args.baseline})
+                            "columns": args.columns, "baseline": args.baseline, "last_k": args.last_k})
         report = build_report(args.tracking_uri, args.sweep, spec, args.out, sweep_id=args.sweep_id,
                               log_artifacts=not args.no_log_artifacts)
     except SweepNotFound as exc:
