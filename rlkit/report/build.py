@@ -479,10 +479,38 @@ def _provenance_lines(r: Report) -> list[str]:
     return out
 
 
+def false_alarm_cells(r: Report) -> tuple[list[tables.Cell], str]:
+    """Per flag: its measured false-alarm rate on no-effect runs at this report's thresholds (rlkit/report/
+    flag_rates.json, bench/flag_calibration.py), and a note saying where it comes from."""
+    rates = diagnose.load_rates()
+    cells, sources = [], set()
+    for f in diagnose.FLAGS:
+        fa = diagnose.false_alarms(f, r.spec.diagnose, rates)
+        if fa is None:
+            known = bool(((rates.get("flags") or {}).get(f) or {}).get("runs"))  # measured, at other thresholds
+            cells.append(tables.Cell("not measured" + (" at these thresholds" if known else ""),
+                                     title="no false-alarm measurement for this flag at this report's thresholds"))
+            continue
+        sources.add((fa["date"], ", ".join(fa["sweeps"])))
+        cells.append(tables.Cell(f"{fa['fired']}/{fa['runs']}",
+                                 title=f"{f} fired on {fa['fired']} of {fa['runs']} no-effect runs ("
+                                       + ", ".join(f"{k}={v}" for k, v in fa["params"].items()) + ")"))
+    if sources:
+        note = ("false alarms = runs flagged / runs checked among no-effect runs (unchanged configurations: "
+                "negative control, A/A), at this report's thresholds; measured by bench/flag_calibration.py on "
+                + "; ".join(f"{sw} ({d})" for d, sw in sorted(sources))
+                + ". A flag's count in a row means little unless it is well above that rate.")
+    else:
+        note = ("false alarms: not measured (no rlkit/report/flag_rates.json entry at these thresholds; "
+                "bench/flag_calibration.py measures them on no-effect sweeps)")
+    return cells, note
+
+
 def _flag_grid(r: Report, variants: list[str]) -> tables.Grid:
     header = ["variant", *diagnose.FLAGS]
     sm = {(e["variant"], e["flag"]): e for e in r.flag_summary.to_dict("records")}
-    rows = []
+    fa_cells, fa_note = false_alarm_cells(r)
+    rows = [[tables.Cell("false alarms on no-effect runs", title=fa_note), *fa_cells]]
     for v in variants:
         row = [tables.Cell(v)]
         for f in diagnose.FLAGS:
@@ -502,7 +530,8 @@ def _flag_grid(r: Report, variants: list[str]) -> tables.Grid:
                                        title="onset steps: " + ", ".join(map(str, on))))
         rows.append(row)
     return tables.Grid(header=header, rows=rows, n_index=1,
-                       caption="runs flagged / runs checked, onset step (range over runs)")
+                       caption="runs flagged / runs checked, onset step (range over runs); first row: the flag's "
+                               "measured false-alarm rate", notes=[fa_note])
 
 
 def _run_flag_grid(r: Report, runs: pd.DataFrame, last_step: pd.Series) -> tables.Grid:
