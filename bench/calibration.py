@@ -84,6 +84,14 @@ def measure(uri: str, names: list[str], spec, rng: np.random.Generator) -> dict[
     return out
 
 
+def per_sweep(p: list[float], level: list[float], sweeps: list[str]) -> list[int]:
+    """Detections per sweep (in sweep order)."""
+    hits: dict[str, int] = {}
+    for q, a, s in zip(p, level, sweeps, strict=True):
+        hits[s] = hits.get(s, 0) + int(q < a)
+    return list(hits.values())
+
+
 def fwer(padj: list[float], sweeps: list[str]) -> float:
     hit: dict[str, bool] = {}
     for q, s in zip(padj, sweeps, strict=True):
@@ -164,6 +172,10 @@ def calibrate(*, null: int = 200, planted: int = 100, arms: int = 4, seeds: int 
                 "detect_paired_hits": int(np.sum(np.array(mp["pair_p"]) < np.array(mp["pair_alpha"]))),
                 "detect_run_hits": int(np.sum(np.array(mp["run_p"]) < np.array(mp["run_alpha"]))),
                 "mde_paired_planted_mean": float(np.nanmean(mp["pair_mde"])),
+                # hits per sweep: a sweep's comparisons share its baseline arm and problems (correlated), so the
+                # rate's standard error is taken over sweeps (`pool`)
+                "detect_paired_by_sweep": per_sweep(mp["pair_p"], mp["pair_alpha"], mp["sweep"]),
+                "detect_run_by_sweep": per_sweep(mp["run_p"], mp["run_alpha"], mp["sweep"]),
                 "detect_paired_holm": float(np.mean(np.array(mp["pair_padj"]) < ALPHA)),
                 "detect_run_holm": float(np.mean(np.array(mp["run_padj"]) < ALPHA))})
     return res
@@ -216,6 +228,11 @@ def pool(files: list[str]) -> int:
     n0, n1, sw = (sum(r[k] for r in rs) for k in ("null_comparisons", "planted_comparisons", "null_sweeps"))
     print(f"pooled over seeds {[r['seed'] for r in rs]} ({n0} no-effect comparisons in {sw} families, {n1} planted "
           f"comparisons at each run's mean printed MDE {[round(r['planted_delta'], 4) for r in rs]}):")
+    for key, name in (("detect_paired_by_sweep", "paired"), ("detect_run_by_sweep", "run-level")):
+        if all(key in r for r in rs):  # clustered by sweep: its comparisons share a baseline arm
+            per = np.concatenate([np.asarray(r[key], dtype=float) / (r["arms"] - 1) for r in rs])
+            print(f"  detection at the printed MDE, {name}: standard error over {len(per)} sweeps (clustered) "
+                  f"{per.std(ddof=1) / np.sqrt(len(per)):.3f}")
     for name, key, n in (("false positives, run-level Welch (p < α)", "fp_run_hits", n0),
                          ("false positives, paired (p < α)", "fp_paired_hits", n0),
                          ("family-wise error, run-level, Holm", "fwer_run_hits", sw),
