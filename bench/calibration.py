@@ -12,10 +12,10 @@ problem interaction, k samples per problem. Each sweep = `arms` arms (baseline a
    α = 0.05 (unadjusted p < α) of the run-level Welch test on `eval/test/avg_<k>` and of the paired
    per-problem test; family-wise error = sweeps with any Holm-adjusted p < α. For comparison only (not used
    by the report): the hierarchical-bootstrap CI excluding 0, and a sign-flip test over problems.
-2. Planted effect = the MDE the report prints where that effect is present: `--pilot` sweeps planted at the
-   null comparisons' mean paired MDE measure the mean MDE printed under the effect (it is smaller: accuracy
-   moves away from 0.5 and its spread shrinks), and the main planted sweeps use that (one fixed-point step; the
-   main sweeps' own mean printed MDE is reported beside it). Every variant arm is shifted so that
+2. Planted effect = the MDE the report prints where that effect is present, a fixed point Δ = E[printed MDE
+   | Δ planted] (the printed MDE shrinks as accuracy moves away from 0.5): two rounds of `--pilot` sweeps find
+   it (a secant step from the null MDE, then one fixed-point step; `calibrate`), and the main planted sweeps'
+   own mean printed MDE is reported beside the planted Δ. Every variant arm is shifted so that
    population accuracy rises by that much; `--planted` sweeps; detection rate at the level the MDE is defined
    for (p < α/m, m = arms − 1: Holm's first step) — the target is 0.80 — and with Holm (≥ that).
 3. `--json F` saves the rates with hit counts; `--pool F1 F2 F3` pools several runs (seeds, fresh stores).
@@ -151,14 +151,23 @@ def calibrate(*, null: int = 200, planted: int = 100, arms: int = 4, seeds: int 
     res["mde_alpha"] = float(np.nanmean(m["pair_alpha"]))
     delta = res["mde_paired"]
     if pilot and planted:
-        # the MDE printed where the effect is planted differs from the null one (accuracy moves away from 0.5: its
-        # spread shrinks): plant at the MDE the report prints on planted sweeps (one fixed-point step, measured)
-        shift0 = world.shift_for(delta)
-        mpil = measure(uri, [sweep(f"pilot{delta:.4f}_{i:04d}", [0.0] + [shift0] * (arms - 1)) for i in range(pilot)],
-                       spec, rng)
-        delta = float(np.nanmean(mpil["pair_mde"]))
-        res.update({"pilot_sweeps": pilot, "pilot_delta": res["mde_paired"], "pilot_mde_printed": delta,
-                    "pilot_detect_paired": float(np.mean(np.array(mpil["pair_p"]) < np.array(mpil["pair_alpha"])))})
+        # The MDE the report prints where an effect is planted is smaller than the null one (accuracy moves away
+        # from 0.5: its spread shrinks), so "planted at the printed MDE" is a fixed point Δ = E[printed MDE | Δ
+        # planted] =: f(Δ). f(0) = the null sweeps' mean. Step 1: pilot sweeps at Δ0 = f(0) give f(Δ0); the
+        # secant through (0, f(0)) and (Δ0, f(Δ0)) crosses Δ = f(Δ) at Δ1 = f(0)² / (2 f(0) − f(Δ0)).
+        # Step 2: pilot sweeps at Δ1 give f(Δ1), the planted Δ. The main planted sweeps' own mean printed MDE
+        # is reported beside it (`mde_paired_planted_mean`): how close the fixed point is.
+        f0 = delta
+        steps = []
+        for step in range(2):
+            shift0 = world.shift_for(delta)
+            mpil = measure(uri, [sweep(f"pilot{step}_{delta:.4f}_{i:04d}", [0.0] + [shift0] * (arms - 1))
+                                 for i in range(pilot)], spec, rng)
+            f = float(np.nanmean(mpil["pair_mde"]))
+            steps.append({"planted": delta, "printed": f, "detect_paired": float(
+                np.mean(np.array(mpil["pair_p"]) < np.array(mpil["pair_alpha"])))})
+            delta = f0 ** 2 / (2 * f0 - f) if step == 0 else f
+        res.update({"pilot_sweeps": pilot, "pilot_steps": steps})
     shift = world.shift_for(delta)
     t = time.perf_counter()
     pnames = [sweep(f"planted{delta:.4f}_{i:04d}", [0.0] + [shift] * (arms - 1)) for i in range(planted)]
@@ -185,8 +194,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--null", type=int, default=200)
     p.add_argument("--planted", type=int, default=100)
-    p.add_argument("--pilot", type=int, default=30, help="planted sweeps that measure the MDE printed under the "
-                   "effect (the main planted sweeps use it); 0 = plant at the null sweeps' mean MDE")
+    p.add_argument("--pilot", type=int, default=30, help="planted sweeps per round (2 rounds) that find the MDE "
+                   "printed under the effect (the main planted sweeps use it); 0 = plant at the null sweeps' mean MDE")
     p.add_argument("--arms", type=int, default=4)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--problems", type=int, default=200)
