@@ -15,7 +15,9 @@ problem interaction, k samples per problem. Each sweep = `arms` arms (baseline a
 2. Planted effect = the MDE the report prints where that effect is present, a fixed point Δ = E[printed MDE
    | Δ planted] (the printed MDE shrinks as accuracy moves away from 0.5): two rounds of `--pilot` sweeps find
    it (a secant step from the null MDE, then one fixed-point step; `calibrate`), and the main planted sweeps'
-   own mean printed MDE is reported beside the planted Δ. Every variant arm is shifted so that
+   own mean printed MDE is reported beside the planted Δ. The pilot's means are noisy (±4% over 50 sweeps:
+   a comparison's MDE rests on 4 df); `--planted-delta D` plants a fixed point measured earlier instead (the
+   world's E[printed MDE | Δ] does not depend on the seed), and the run's own printed mean checks it. Every variant arm is shifted so that
    population accuracy rises by that much; `--planted` sweeps; detection rate at the level the MDE is defined
    for (p < α/m, m = arms − 1: Holm's first step) — the target is 0.80 — and with Holm (≥ that).
 3. `--json F` saves the rates with hit counts; `--pool F1 F2 F3` pools several runs (seeds, fresh stores).
@@ -101,7 +103,7 @@ def fwer(padj: list[float], sweeps: list[str]) -> float:
 
 def calibrate(*, null: int = 200, planted: int = 100, arms: int = 4, seeds: int = 3, problems: int = 200,
               k: int = 4, seed: int = 0, root: str | None = None, verbose: bool = True,
-              reuse: bool = False, pilot: int = 30) -> dict[str, float]:
+              reuse: bool = False, pilot: int = 30, planted_delta: float | None = None) -> dict[str, float]:
     from mlflow import MlflowClient
 
     from rlkit.report import fake
@@ -150,7 +152,9 @@ def calibrate(*, null: int = 200, planted: int = 100, arms: int = 4, seeds: int 
                                    + np.sum(np.array(m["run_mde"]) < np.array(m["run_half"]) - 1e-12))
     res["mde_alpha"] = float(np.nanmean(m["pair_alpha"]))
     delta = res["mde_paired"]
-    if pilot and planted:
+    if planted_delta is not None:  # a fixed point found earlier (e.g. pooled over other seeds' stores)
+        delta = float(planted_delta)
+    elif pilot and planted:
         # The MDE the report prints where an effect is planted is smaller than the null one (accuracy moves away
         # from 0.5: its spread shrinks), so "planted at the printed MDE" is a fixed point Δ = E[printed MDE | Δ
         # planted] =: f(Δ). f(0) = the null sweeps' mean. Step 1: pilot sweeps at Δ0 = f(0) give f(Δ0); the
@@ -201,6 +205,8 @@ def main() -> int:
     p.add_argument("--problems", type=int, default=200)
     p.add_argument("--k", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--planted-delta", type=float, default=None,
+                   help="plant this Δ (no pilot): the fixed point Δ = E[printed MDE | Δ planted] measured earlier")
     p.add_argument("--db", default=None, help="store directory [a temp dir, removed first if it exists]")
     p.add_argument("--reuse", action="store_true", help="keep the --db store and re-analyse the sweeps it has")
     p.add_argument("--json", help="also write the rates (with hit counts) to this file")
@@ -210,7 +216,7 @@ def main() -> int:
         return pool(a.pool)
     t = time.perf_counter()
     res = calibrate(null=a.null, planted=a.planted, arms=a.arms, seeds=a.seeds, problems=a.problems, k=a.k,
-                    seed=a.seed, root=a.db, reuse=a.reuse, pilot=a.pilot)
+                    seed=a.seed, root=a.db, reuse=a.reuse, pilot=a.pilot, planted_delta=a.planted_delta)
     print(f"\n{a.arms} arms x {a.seeds} seeds x {a.problems} problems x {a.k} samples; alpha = {ALPHA}")
     for key, v in res.items():
         print(f"  {key:24s} {v:.4f}" if isinstance(v, float) else f"  {key:24s} {v}")
