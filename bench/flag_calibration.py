@@ -118,8 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target", type=float, default=diagnose.FALSE_ALARM_TARGET)
     a = p.parse_args(argv)
     t0 = time.perf_counter()
-    th = ReportSpec.from_dict(load_defaults(a.defaults)).diagnose
-    series, sweep_of = no_effect_series(a.tracking_uri, a.sweeps)
+    from rlkit.report.collect import SweepNotFound
+
+    try:  # bad input: a clear message before any work
+        th = ReportSpec.from_dict(load_defaults(a.defaults)).diagnose
+        series, sweep_of = no_effect_series(a.tracking_uri, a.sweeps)
+    except (SweepNotFound, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc} (tracking URI {a.tracking_uri})", file=sys.stderr)
+        return 2
     date = time.strftime("%Y-%m-%d", time.gmtime())
     flags = calibrate(series, th, a.sweeps, date, a.target)
     per_sweep = {s: sum(1 for x in sweep_of.values() if x == s) for s in a.sweeps}

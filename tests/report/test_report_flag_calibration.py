@@ -67,6 +67,7 @@ def test_rates_over_the_grid_and_proposal(aa, tmp_path, capsys):
     assert (tr["fired"], tr["runs"], tr["proposed"]) == (0, 20, {"truncation_max": 0.1})  # in force: kept
     assert doc["flags"]["stale_weights"]["runs"] == 0 and doc["flags"]["stale_weights"]["rate"] is None
     assert "format_hacking" in capsys.readouterr().out
+    assert cal.main(["nope", "--tracking-uri", uri]) == 2 and "no sweep named 'nope'" in capsys.readouterr().err
 
 
 def test_report_prints_the_rate_at_matching_thresholds(aa, tmp_path, monkeypatch):
