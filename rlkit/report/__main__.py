@@ -38,6 +38,7 @@ same keys), which beats the built-in defaults. The sweep file defaults to
       paired_resamples: 2000        # hierarchical bootstrap resamples (per-problem comparisons) [2000]
       per_problem: true             # read eval/<suite>/step_N.parquet artifacts [true]
       thresholds: {val/acc: 0.8}    # efficiency: AUC, steps/wall s/tokens to reach [none]
+      last_k: 3                     # + per metric "mean of the last k evaluations" (after step 0) [null: off]
 
 Planning: `python -m rlkit.report plan <sweep> --target-delta 0.02 [--metrics K ...] [--power 0.8] [--alpha 0.05]`
 estimates, from an earlier (pilot) sweep, each metric's seed-to-seed SD and the seeds per arm a new sweep
@@ -70,6 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rows", nargs="+", help="row factors [report.rows or all varying factors]")
     p.add_argument("--columns", nargs="+", help="factorial column factors [report.columns]")
     p.add_argument("--baseline", help="e.g. 'algo=grpo,length=16k' [report.baseline or first row]")
+    p.add_argument("--last-k", type=int, help="add per metric the mean of each run's last k evaluations [report.last_k]")
     p.add_argument("--sweep-file", help="sweep YAML with a report: block [sweeps/<sweep>.yaml if it exists]")
     p.add_argument("--sweep-id", help="which sweep of the experiment [newest parent's]")
     p.add_argument("--defaults", help="lab-wide defaults YAML [conf/report/default.yaml of the repo]")
@@ -107,23 +109,28 @@ def plan(argv: list[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"plan from sweep {r.sweep.name} ({len(r.sweep.runs)} runs): target Δ = {a.target_delta:g}, "
-          f"power {spec.power:g}, two-sided α = {spec.alpha:g} (unadjusted; with m comparisons under Holm "
-          f"use α/m for a conservative plan)")
-    print(f"{'metric':40s} {'seed SD':>10s} {'(df)':>5s} {'seeds run':>9s} {'MDE now':>9s} {'seeds per arm':>13s}")
+          f"power {spec.power:g}, Welch's two-sided test; seed SD pooled over all rows of the pilot, divided by "
+          f"c4(df) (unbiased for σ); seeds per arm at α/m = {spec.alpha:g}/m ({spec.correction}'s most "
+          f"conservative step, m = the pilot's comparisons per family; α itself with correction none)")
+    print(f"{'metric':40s} {'seed SD':>10s} {'(df)':>5s} {'seeds run':>9s} {'MDE at α':>9s} {'MDE α/m':>9s} "
+          f"{'m':>3s} {'seeds per arm':>13s}")
     for row in r.ablation.power.to_dict("records"):
         need = row["seeds_needed"]
         print(f"{row['metric']:40s} {row['sd']:10.4g} {row['sd_df']:5d} {row['seeds']:9d} {row['mde']:9.4g} "
-              f"{'>1000' if need is None else need:>13}")
+              f"{row['mde_family']:9.4g} {row['family_m']:3d} {'>1000' if need is None else need:>13}")
     for name, su in r.suites.items():
         acc = su.metric("acc")
         row_of = {rid: i for i, rid in enumerate(su.run_ids)}
         arms = [acc[[row_of[x] for x in rs if x in row_of]] for rs in r.ablation.run_lists.values()]
         sd, df = stats.pooled_sd([np.nanmean(X, axis=1) for X in arms if len(X)])
+        sd_unb = sd / stats.c4(df) if df else np.nan
         pr = r.paired[(r.paired["suite"] == name) & (r.paired["metric"] == "acc")]
         tau = float(np.nanmedian(pr["tau2"])) if pr["tau2"].notna().any() else 0.0
+        m = int(pr["family_m"].max()) if len(pr) and pr["family_m"].notna().any() else 1
+        a_fam = stats.family_alpha(spec.alpha, max(m, 1), spec.correction)
         P = len(su.problems)
-        need = stats.seeds_needed(a.target_delta, sd, alpha=spec.alpha, target_power=spec.power, extra_var=tau / P)
-        print(f"{'paired ' + name + ' acc (per problem)':40s} {sd:10.4g} {df:5d} {'':9s} {'':9s} "
+        need = stats.seeds_needed(a.target_delta, sd_unb, alpha=a_fam, target_power=spec.power, extra_var=tau / P)
+        print(f"{'paired ' + name + ' acc (per problem)':40s} {sd:10.4g} {df:5d} {'':9s} {'':9s} {'':9s} {m:3d} "
               f"{'>1000' if need is None else need:>13}  (τ² median {tau:.3g} over {P} problems)")
     return 0
 
@@ -147,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = ReportSpec.from_dict(load_defaults(args.defaults))
         spec = spec.merged(load_sweep_file(sweep_file) if sweep_file else {})
         spec = spec.merged({"step": args.step, "metrics": args.metrics, "curves": args.curves, "rows": args.rows,
-                            "columns": args.columns, "baseline": args.baseline})
+                            "columns": args.columns, "baseline": args.baseline, "last_k": args.last_k})
         report = build_report(args.tracking_uri, args.sweep, spec, args.out, sweep_id=args.sweep_id,
                               log_artifacts=not args.no_log_artifacts)
     except SweepNotFound as exc:

@@ -17,7 +17,14 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from rlkit.report import collect, diagnose, efficiency, paired, plots, tables
-from rlkit.report.spec import ReportSpec, default_curves, default_metrics
+from rlkit.report.spec import (
+    EVAL_KEY,
+    REEVAL_SUFFIX,
+    ReportSpec,
+    default_curves,
+    default_metrics,
+    reeval_twin,
+)
 
 OWNED = ("report.md", "report.html", "table.tex", "table.csv", "power.csv")
 
@@ -32,6 +39,7 @@ class Report:
     runs: pd.DataFrame = field(default_factory=pd.DataFrame)  # sweep.runs + in_means
     history: pd.DataFrame = field(default_factory=pd.DataFrame)
     paired: pd.DataFrame = field(default_factory=pd.DataFrame)  # paired.table: per-problem comparisons
+    reeval: pd.DataFrame = field(default_factory=pd.DataFrame)  # paired.reeval_table: the base model evaluated twice
     suites: dict = field(default_factory=dict)  # suite name → paired.Suite
     suite_summary: pd.DataFrame = field(default_factory=pd.DataFrame)  # several suites: IQM, P(improvement)
     efficiency: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -89,9 +97,10 @@ def analyze(tracking_uri: str, target: str, spec: ReportSpec | None = None, *, s
     directions = {k: spec.direction(k) for k in set(metrics + fac_metrics + curve_keys)}
 
     t = time.perf_counter()
+    twins = {m: tw for m in metrics if (tw := reeval_twin(m, available))}
     eff_keys = set(spec.thresholds) | ({efficiency.STEP_TIME, efficiency.LENGTH} if spec.thresholds else set())
-    keys = sorted((set(metrics) | set(curve_keys) | set(fac_metrics) | set(diagnose.METRICS) | eff_keys)
-                  & set(available))
+    keys = sorted((set(metrics) | set(curve_keys) | set(fac_metrics) | set(diagnose.METRICS) | eff_keys
+                   | set(twins.values())) & set(available))
     history = collect.load_history(tracking_uri, runs["run_id"].tolist(), keys, bulk=bulk)
     timings["read history"] = time.perf_counter() - t
 
@@ -102,7 +111,19 @@ def analyze(tracking_uri: str, target: str, spec: ReportSpec | None = None, *, s
                           resamples=spec.resamples, level=spec.level, seed=spec.seed, interval=spec.interval,
                           correction=spec.correction, family=spec.family, alpha=spec.alpha, power=spec.power,
                           target_of=spec.target_for)
-    abl.base = tables.base_rows(runs, collect.values_at(history, metrics, 0, directions), metrics)
+    abl.base = tables.base_rows(runs, collect.values_at(history, metrics + list(twins.values()), 0, directions),
+                                metrics, twins)
+    if spec.last_k:
+        abl.k = spec.last_k
+        abl.last_k = tables.ablation(runs, collect.values_last_k(history, metrics, spec.last_k), metrics, row_factors,
+                                     spec.baseline, directions, constant_tags=constant, resamples=spec.resamples,
+                                     level=spec.level, seed=spec.seed, interval=spec.interval,
+                                     correction=spec.correction, family=spec.family, alpha=spec.alpha,
+                                     power=spec.power, target_of=spec.target_for)
+        short = {m: c for m, c in collect.window_counts(history, metrics, spec.last_k).items() if c < spec.last_k}
+        if short:
+            notes.append(f"last_k = {spec.last_k}: some runs logged fewer values after step 0 ("
+                         + ", ".join(f"{m}: {c}" for m, c in short.items()) + "); their mean is over those")
     factorials = []
     if fac_rows and col_factors:
         factorials = [tables.factorial(runs, values, m, fac_rows, col_factors, sweep.factors)
@@ -115,7 +136,8 @@ def analyze(tracking_uri: str, target: str, spec: ReportSpec | None = None, *, s
                     history=history, curve_keys=curve_keys, notes=notes, timings=timings, history_keys=keys)
     if spec.per_problem:
         t = time.perf_counter()
-        report.suites = paired.read_suites(client, runs[runs["in_means"]], spec.step)
+        listing = paired.listings(client, runs[runs["in_means"]])
+        report.suites = paired.read_suites(client, runs[runs["in_means"]], spec.step, listing=listing)
         timings["read per-problem"] = time.perf_counter() - t
         t = time.perf_counter()
         report.paired = paired.table(report.suites, abl.run_lists, abl.base_of, resamples=spec.paired_resamples,
@@ -123,6 +145,14 @@ def analyze(tracking_uri: str, target: str, spec: ReportSpec | None = None, *, s
                                      correction=spec.correction, family=spec.family)
         if len(report.suites) >= 2:
             report.suite_summary = suites_summary(report.suites, abl.run_lists, abl.base_of, spec)
+        twin_suites = paired.reeval_pairs(listing)
+        if twin_suites:
+            groups = base_groups(runs)
+            suites0 = paired.read_suites(client, runs[runs["in_means"]], 0, reeval=True, listing=listing,
+                                         only={x + sfx for x in twin_suites for sfx in ("", REEVAL_SUFFIX)})
+            report.reeval = paired.reeval_table(suites0, {REEVAL_LABEL + sfx: rs for sfx, rs in groups.items()},
+                                                resamples=spec.paired_resamples, level=spec.level, seed=spec.seed)
+            attach_reeval_ci(abl.base, report.reeval)
         timings["paired"] = time.perf_counter() - t
     if spec.thresholds:
         rollouts = {}
@@ -136,6 +166,34 @@ def analyze(tracking_uri: str, target: str, spec: ReportSpec | None = None, *, s
     report.provenance = provenance(sweep, runs, abl.run_lists)
     timings["total"] = time.perf_counter() - t0
     return report
+
+
+REEVAL_LABEL = "base model re-evaluated (eval seed B − A)"
+
+
+def base_groups(runs: pd.DataFrame) -> dict[str, list[str]]:
+    """The base-model rows' groups of runs in the means: label suffix ("" or ", model=<m>") → run ids."""
+    runs = runs[runs["in_means"]]
+    if "model" in runs.columns and runs["model"].nunique() > 1:
+        return {f", model={m}": g["run_id"].tolist() for m, g in runs.groupby("model", sort=False)}
+    return {"": runs["run_id"].tolist()}
+
+
+def attach_reeval_ci(base: pd.DataFrame, reeval: pd.DataFrame) -> None:
+    """Row B's B − A interval for `eval/<suite>/avg@k` (per-problem acc) and `pass@k` at the suite's k, from
+    the per-problem re-evaluation table (in place)."""
+    if base.empty or reeval.empty:
+        return
+    ci = {(r["suite"], r["metric"], r["label"][len(REEVAL_LABEL):]): (r["lo"], r["hi"])
+          for r in reeval.to_dict("records")}
+    for i, b in base.iterrows():
+        m = EVAL_KEY.match(b["metric"])
+        if b["eval_seed"] != "B" or not m or m["kind"] not in ("avg", "pass"):
+            continue
+        sfx = b["label"].split(tables.SEED_B, 1)[1]
+        pm = "acc" if m["kind"] == "avg" else f"pass@{m['k']}"
+        if (m["suite"], pm, sfx) in ci:
+            base.loc[i, ["dlo", "dhi"]] = ci[(m["suite"], pm, sfx)]
 
 
 def suite_scores(suites: dict, runs: list[str]) -> np.ndarray:
@@ -289,12 +347,15 @@ def _legend(r: Report) -> str:
           f"percentile bootstrap ({s.resamples} resamples, seed {s.seed}; [min, max] at 2-3 seeds)")
     corr = {"holm": "Holm", "bh": "Benjamini–Hochberg", "none": "no"}[s.correction]
     fam = "each metric column" if s.family == "column" else "all comparisons of the table"
+    mde_level = (f"α/m = {s.alpha:g}/m, {corr}'s most conservative step, m = comparisons in the family"
+                 if s.correction != "none" else f"α = {s.alpha:g}")
     return (f"Checkpoint: {step}. Each cell: mean [{int(s.level * 100)}% CI] over the row's n finished seeds; "
             f"CI = {ci}; one seed shows no CI; (n=k) where a metric has fewer values than the row. "
             f"Δ = difference to the baseline ({base}{matched}); p = Welch t-test; {corr} correction over {fam}; "
             f"* / ** / *** = adjusted p < {s.alpha:g} / {s.alpha / 5:g} / {s.alpha / 50:g}; "
-            f"n.s. = adjusted p ≥ {s.alpha:g}, with the minimum detectable effect (MDE: the Δ this many seeds "
-            f"detect with {int(s.power * 100)}% power at α={s.alpha:g}). Bold = best per column (↑ higher / "
+            f"n.s. = adjusted p ≥ {s.alpha:g}, with the minimum detectable effect (MDE: the Δ this comparison's "
+            f"Welch test detects with {int(s.power * 100)}% power at {mde_level}, from its own two rows' spread; "
+            f"never below its CI half-width). Bold = best per column (↑ higher / "
             f"↓ lower is better) only where the table can tell: significantly better than its baseline. "
             f"Running, failed or superseded runs are counted in n's parenthesis and never averaged.")
 
@@ -307,13 +368,31 @@ FOOTNOTES = [
     ("adjusted p", "Holm: sorted p_(i) × (m − i + 1), running max, capped at 1 (family-wise error ≤ α); "
      "BH: p_(i) × m / i, running min from the top (false discovery rate ≤ α); m = comparisons in the family"),
     ("d", "Cohen's d: Δ / pooled SD of the two rows' runs (ddof 1)"),
-    ("MDE", "the true Δ the two-sided t-test at α (unadjusted) detects with the stated power, from the "
-     "noncentral t with df = n + n_base − 2 and SE = pooled seed SD of the metric (over all rows) × √(1/n + 1/n_base)"),
-    ("seeds needed", "smallest equal seeds per arm at which that power is reached for the target Δ"),
+    ("MDE", "per comparison: the true Δ that Welch's two-sided test detects with the stated power at α/m (Holm/BH: "
+     "the family's most conservative step, m = comparisons with a p-value in the family; α with no correction), "
+     "so Holm detects it with at least that power. MDE = SE / c4(ν) × F, SE = the comparison's own Welch SE "
+     "(its two rows only), ν = (1/n + 1/n_b)² / (1/(n²(n−1)) + 1/(n_b²(n_b−1))) (= n + n_b − 2 for equal "
+     "arms), c4(ν) = √(2/ν) Γ((ν+1)/2) / Γ(ν/2) (E[s] = c4 σ: SE / c4 is unbiased for the true SE), F = Welch's "
+     "power factor (power averaged over the sampling distribution of both sample variances and Welch's df, "
+     "simulated under equal variances, solved for Δ / SE); never below the comparison's CI half-width; none "
+     "where the SE is 0 (both rows constant). Per-problem: the same with the crossed SE, c4 applied to its "
+     "seed part only (τ²/P has ~P df), floor = half the hierarchical-bootstrap CI"),
+    ("seeds needed", "Power table: seed SD pooled over all rows of the metric (df = Σ(n_i − 1)) divided by "
+     "c4(df); smallest equal seeds per arm at which Welch's test at α/m reaches that power for the target Δ"),
     ("paired Δ (per problem)", "mean over the problems both arms have of (arm's mean − baseline's mean); CI = "
      "hierarchical bootstrap (runs resampled within each arm, one problem resample shared by both arms); "
      "p = t-test with seed variance (Welch on run means) + problem variance τ²/P (τ² = per-problem "
      "difference variance beyond run noise), Satterthwaite df"),
+    ("base model, eval seeds A and B", "where the eval suite logged `<suite>_reeval` (eval.reeval_seed), the "
+     "base model (step 0) is shown twice: A = the suite under eval.seed, B = the same checkpoint under the "
+     "independent reeval seed; B's Δ cell = B − A (evaluation-only noise, beside the rows' seed CIs), with the "
+     "per-problem CI where the suite logged per-problem results (per problem d = mean over runs of B − A; "
+     "percentile bootstrap over problems; p = t over problems, df P − 1; in no correction family). Metrics "
+     "without a second evaluation (val/acc: greedy, deterministic; step-0 training metrics) show their one value "
+     "in both rows"),
+    ("mean of last k", "with report.last_k: per run the mean of the metric's last k logged values after step 0 "
+     "(fewer where a run logged fewer: said in a note), then mean [CI] over seeds, Δ, Welch p, correction "
+     "(each last-k column its own family) and MDE exactly as for the checkpoint's columns"),
     ("acc / pass@k", "per run and problem: mean of correct over its k samples (avg@k); pass@k = "
      "1 − C(n−c, k)/C(n, k)"),
     ("IQM", "interquartile mean of the runs' suite scores (25% trimmed from each end); CI: stratified "
@@ -343,9 +422,19 @@ def _paired_grid(r: Report) -> tables.Grid:
                      tables.Cell(p), tables.Cell(q), tables.Cell(tables.fmt(c.get("d", np.nan), 2)),
                      tables.Cell(tables.fmt(c.get("mde", np.nan), d)),
                      tables.Cell("" if not np.isfinite(c.get("problems", np.nan)) else str(int(c["problems"])))])
+    for c in r.reeval.to_dict("records"):
+        ci = f"[{tables.fmt(c['lo'], 3, sign=True)}, {tables.fmt(c['hi'], 3, sign=True)}]" if np.isfinite(c["lo"]) else ""
+        rows.append([tables.Cell(c["suite"]), tables.Cell(c["metric"]), tables.Cell(c["label"]),
+                     tables.Cell(str(c["n"])), tables.Cell(tables.fmt(c["mean"], 3)),
+                     tables.Cell(tables.fmt(c["delta"], 3, sign=True) + " (eval only)"), tables.Cell(ci),
+                     tables.Cell(tables.fmt_p(c["p"])), tables.Cell("not in a family"), tables.Cell(""),
+                     tables.Cell(""), tables.Cell(str(int(c["problems"])))])
     return tables.Grid(header=["suite", "metric", "row", "n", "mean", "Δ (paired)", "CI (hier. bootstrap)", "p",
                                "p adj.", "d", "MDE", "problems"], rows=rows, n_index=1, left={1, 2},
-                       caption="per-problem paired comparisons with the row's baseline")
+                       caption="per-problem paired comparisons with the row's baseline"
+                       + ("; last rows: the base model evaluated twice (eval seed B − A, same checkpoint: "
+                          "evaluation-only noise; CI = bootstrap over problems, p = t over problems)"
+                          if not r.reeval.empty else ""))
 
 
 def _suites_grid(r: Report) -> tables.Grid:
@@ -390,10 +479,38 @@ def _provenance_lines(r: Report) -> list[str]:
     return out
 
 
+def false_alarm_cells(r: Report) -> tuple[list[tables.Cell], str]:
+    """Per flag: its measured false-alarm rate on no-effect runs at this report's thresholds (rlkit/report/
+    flag_rates.json, bench/flag_calibration.py), and a note saying where it comes from."""
+    rates = diagnose.load_rates()
+    cells, sources = [], set()
+    for f in diagnose.FLAGS:
+        fa = diagnose.false_alarms(f, r.spec.diagnose, rates)
+        if fa is None:
+            known = bool(((rates.get("flags") or {}).get(f) or {}).get("runs"))  # measured, at other thresholds
+            cells.append(tables.Cell("not measured" + (" at these thresholds" if known else ""),
+                                     title="no false-alarm measurement for this flag at this report's thresholds"))
+            continue
+        sources.add((fa["date"], ", ".join(fa["sweeps"])))
+        cells.append(tables.Cell(f"{fa['fired']}/{fa['runs']}",
+                                 title=f"{f} fired on {fa['fired']} of {fa['runs']} no-effect runs ("
+                                       + ", ".join(f"{k}={v}" for k, v in fa["params"].items()) + ")"))
+    if sources:
+        note = ("false alarms = runs flagged / runs checked among no-effect runs (unchanged configurations: "
+                "negative control, A/A), at this report's thresholds; measured by bench/flag_calibration.py on "
+                + "; ".join(f"{sw} ({d})" for d, sw in sorted(sources))
+                + ". A flag's count in a row means little unless it is well above that rate.")
+    else:
+        note = ("false alarms: not measured (no rlkit/report/flag_rates.json entry at these thresholds; "
+                "bench/flag_calibration.py measures them on no-effect sweeps)")
+    return cells, note
+
+
 def _flag_grid(r: Report, variants: list[str]) -> tables.Grid:
     header = ["variant", *diagnose.FLAGS]
     sm = {(e["variant"], e["flag"]): e for e in r.flag_summary.to_dict("records")}
-    rows = []
+    fa_cells, fa_note = false_alarm_cells(r)
+    rows = [[tables.Cell("false alarms on no-effect runs", title=fa_note), *fa_cells]]
     for v in variants:
         row = [tables.Cell(v)]
         for f in diagnose.FLAGS:
@@ -413,7 +530,8 @@ def _flag_grid(r: Report, variants: list[str]) -> tables.Grid:
                                        title="onset steps: " + ", ".join(map(str, on))))
         rows.append(row)
     return tables.Grid(header=header, rows=rows, n_index=1,
-                       caption="runs flagged / runs checked, onset step (range over runs)")
+                       caption="runs flagged / runs checked, onset step (range over runs); first row: the flag's "
+                               "measured false-alarm rate", notes=[fa_note])
 
 
 def _run_flag_grid(r: Report, runs: pd.DataFrame, last_step: pd.Series) -> tables.Grid:
@@ -466,7 +584,7 @@ td.ns{color:#888}td.l,th.l{text-align:left}.caption{font-style:italic;font-size:
 
 def _extra_grids(r: Report) -> list[tuple[str, tables.Grid]]:
     out = []
-    if not r.paired.empty:
+    if not r.paired.empty or not r.reeval.empty:
         out.append(("Per-problem comparisons (paired)", _paired_grid(r)))
     if not r.suite_summary.empty:
         out.append(("Several suites", _suites_grid(r)))
@@ -555,7 +673,8 @@ def write_files(r: Report, runs: pd.DataFrame, variants: list[str], last_step: p
     name = tables.tex_escape(sw.name)
     abl_grid.caption = (f"Ablation of {sw.name}: mean [{int(r.spec.level * 100)}% CI] over seeds; Δ to baseline; "
                         f"*/**/*** = {r.spec.correction}-adjusted p < {r.spec.alpha:g}/{r.spec.alpha / 5:g}/"
-                        f"{r.spec.alpha / 50:g}; n.s. = not significant (MDE in parentheses)")
+                        f"{r.spec.alpha / 50:g}; n.s. = not significant (in parentheses: its own MDE, at the family's "
+                        f"most conservative level α/m; α with correction none)")
     tex = ["% generated by python -m rlkit.report; needs \\usepackage{booktabs,graphicx}",
            tables.to_latex(abl_grid, label=f"tab:{_safe_dirname(sw.name)}")]
     tex += [tables.to_latex(g, label=f"tab:{_safe_dirname(sw.name)}-factorial-{i}") for i, g in enumerate(fac_grids)]
@@ -566,7 +685,8 @@ def write_files(r: Report, runs: pd.DataFrame, variants: list[str], last_step: p
     (r.out_dir / "table.tex").write_text(f"% sweep {name}\n" + "\n\n".join(tex) + "\n")
     tables.csv_safe(tables.ablation_csv(r.ablation)).to_csv(r.out_dir / "table.csv", index=False)
     tables.csv_safe(r.ablation.power).to_csv(r.out_dir / "power.csv", index=False)
-    for name, df in (("paired.csv", r.paired), ("suites.csv", r.suite_summary), ("efficiency.csv", r.efficiency)):
+    paired_csv = pd.concat([r.paired, r.reeval], ignore_index=True) if not r.reeval.empty else r.paired
+    for name, df in (("paired.csv", paired_csv), ("suites.csv", r.suite_summary), ("efficiency.csv", r.efficiency)):
         if not df.empty:
             tables.csv_safe(df).to_csv(r.out_dir / name, index=False)
         elif (r.out_dir / name).exists():

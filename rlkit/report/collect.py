@@ -424,3 +424,30 @@ def values_at(history: pd.DataFrame, keys: list[str], step: str | int,
     wide.index = wide.index.astype(object)
     wide.columns = wide.columns.astype(object)
     return wide.reindex(columns=list(keys))
+
+
+def values_last_k(history: pd.DataFrame, keys: list[str], k: int) -> pd.DataFrame:
+    """Wide table run_id × key of the mean of each run's last `k` logged values after step 0 (step 0 is the
+    base model, not the run's training; a run with fewer than k such values: the mean of those it has).
+    `summary/*` metrics are logged once: their last value. Why: averaging the last few evaluations cuts
+    evaluation noise (Ai2, "Signal and Noise", arXiv 2508.13144)."""
+    if k < 1:
+        raise ValueError(f"last_k must be ≥ 1, got {k}")
+    h = history[history["key"].isin(keys)]
+    is_summary = h["key"].isin([x for x in keys if x.startswith("summary/")])
+    trained = h[(h["step"] > 0) & ~is_summary]
+    tail = trained.groupby(["run_id", "key"], sort=False, observed=True).tail(k)  # sorted by step: the last k
+    parts = [tail.groupby(["run_id", "key"], sort=False, observed=True)["value"].mean(),
+             h[is_summary].groupby(["run_id", "key"], sort=False, observed=True)["value"].last(skipna=False)]
+    out = pd.concat(parts)
+    wide = out.unstack("key") if len(out) else pd.DataFrame(index=pd.Index([], name="run_id"))
+    wide.index = wide.index.astype(object)
+    wide.columns = wide.columns.astype(object)
+    return wide.reindex(columns=list(keys))
+
+
+def window_counts(history: pd.DataFrame, keys: list[str], k: int) -> dict[str, int]:
+    """Per key: the fewest values after step 0 any run logged (< k: its last-k mean is over fewer)."""
+    h = history[history["key"].isin(keys) & (history["step"] > 0)]
+    c = h.groupby(["run_id", "key"], sort=False, observed=True).size()
+    return {str(key): int(v.min()) for key, v in c.groupby(level="key", observed=True)} if len(c) else {}

@@ -23,6 +23,7 @@ Common rules (thresholds in `Thresholds`, overridable from a sweep file's `repor
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -280,3 +281,73 @@ def summarize(flags: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     for c in ("fired", "checked", "unfinished_fired"):
         out[c] = out[c].astype(int)
     return out[["variant", "flag", "fired", "checked", "onsets", "unfinished_fired"]]
+
+
+# ------------------------------------------------------------------------------ measured false-alarm rates
+# Why: a flag that also fires on runs where nothing changed (the negative control, A/A runs) is weak evidence on
+# its own ("3/3 vs 0/3" means little if the flag fires in 2 of 3 unchanged runs). bench/flag_calibration.py
+# measures each flag's false-alarm rate on no-effect sweeps, at the thresholds in force and over a grid of the
+# flag's main threshold, and writes them here; the report prints the rate beside each flag.
+
+RATES_FILE = Path(__file__).resolve().parent / "flag_rates.json"
+
+# per flag: every threshold its rule reads (a measured rate applies only where all of them match), and its main
+# threshold with the direction that makes it fire less ("up": a higher value is stricter) and a grid to scan
+FLAG_PARAMS = {
+    "entropy_collapse": ("start_window", "patience", "entropy_frac", "distinct_frac_max"),
+    "length_collapse": ("patience", "length_frac"),
+    "format_hacking": ("start_window", "patience", "format_rise", "acc_flat"),
+    "all_correct_saturation": ("patience", "all_correct_max"),
+    "truncation": ("patience", "truncation_max"),
+    "kl_blowup": ("start_window", "kl_max", "kl_spike", "kl_floor"),
+    "reward_stuck": ("reward_tol", "reward_stuck_steps", "reward_min"),
+    "stale_weights": ("start_window", "patience", "mismatch_kl_max", "mismatch_kl_floor", "mismatch_growth",
+                      "mismatch_ratio_dev"),
+}
+MAIN_THRESHOLD = {
+    "entropy_collapse": ("entropy_frac", "down", (0.5, 0.4, 0.3, 0.2, 0.15, 0.1, 0.05)),
+    "length_collapse": ("length_frac", "down", (0.5, 0.4, 0.3, 0.2, 0.15, 0.1, 0.05)),
+    "format_hacking": ("format_rise", "up", (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8)),
+    "all_correct_saturation": ("all_correct_max", "up", (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)),
+    "truncation": ("truncation_max", "up", (0.02, 0.05, 0.1, 0.2, 0.3, 0.5)),
+    "kl_blowup": ("kl_spike", "up", (3.0, 5.0, 10.0, 20.0, 50.0, 100.0)),
+    "reward_stuck": ("reward_stuck_steps", "up", (5, 10, 20, 30, 50, 100)),
+    "stale_weights": ("mismatch_growth", "up", (3.0, 10.0, 30.0, 100.0, 1000.0)),
+}
+FALSE_ALARM_TARGET = 0.05
+
+
+def flag_params(flag: str, th: Thresholds) -> dict[str, object]:
+    """The thresholds `flag`'s rule reads, at their values in `th` (what a measured rate is keyed on)."""
+    return {k: getattr(th, k) for k in FLAG_PARAMS[flag]}
+
+
+def load_rates(path: str | Path | None = None) -> dict:
+    """The committed measurements ({} where there are none): {"flags": {flag: {...}}, ...}."""
+    import json
+
+    p = Path(path) if path else RATES_FILE
+    if not p.is_file():
+        return {}
+    return json.loads(p.read_text())
+
+
+def _same(a: dict, b: dict) -> bool:
+    return set(a) == set(b) and all(
+        (a[k] is None and b[k] is None) or (a[k] is not None and b[k] is not None and float(a[k]) == float(b[k]))
+        for k in a)
+
+
+def false_alarms(flag: str, th: Thresholds, rates: dict) -> dict | None:
+    """The measured false-alarm record of `flag` at exactly the thresholds `th` gives it (the measurement at the
+    thresholds in force then, or a grid point of its main threshold), else None. Keys: runs, fired, rate,
+    sweeps, date, params. None also where no no-effect run logged the flag's metric."""
+    rec = (rates.get("flags") or {}).get(flag)
+    if not rec:
+        return None
+    want = flag_params(flag, th)
+    for cand in [rec, *rec.get("grid", [])]:
+        if cand.get("runs") and _same(cand.get("params", {}), want):  # (0 runs checked: no measurement)
+            return {"runs": cand["runs"], "fired": cand["fired"], "rate": cand["rate"],
+                    "sweeps": rec.get("sweeps", []), "date": rec.get("date", ""), "params": want}
+    return None

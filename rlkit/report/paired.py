@@ -41,6 +41,7 @@ import numpy as np
 
 from rlkit.paths import eval_artifact
 from rlkit.report import stats
+from rlkit.report.spec import REEVAL_SUFFIX
 
 ARTIFACT = re.compile(r"^eval/(?P<suite>[^/]+)/step_(?P<step>\d+)\.parquet$")
 COLUMNS = ("problem_id", "sample", "correct", "answer", "length", "truncated")
@@ -142,12 +143,29 @@ class Suite:
         return self.run_ids.index(run_id)
 
 
-def read_suites(client, runs, step: str | int = "last", *, workers: int = 4) -> dict[str, Suite]:
+def listings(client, runs) -> dict[str, dict[str, dict[int, str]]]:
+    """run_id → `list_evals` of each run (DataFrame with run_id, artifact_uri)."""
+    return {r: list_evals(client, r, a) for r, a in zip(runs["run_id"], runs["artifact_uri"], strict=True)}
+
+
+def reeval_pairs(listing: dict[str, dict[str, dict[int, str]]]) -> list[str]:
+    """Suites that some run also evaluated as `<suite>_reeval` (the base model's second evaluation)."""
+    names = {s for v in listing.values() for s in v}
+    return sorted(s for s in names if not s.endswith(REEVAL_SUFFIX) and s + REEVAL_SUFFIX in names)
+
+
+def read_suites(client, runs, step: str | int = "last", *, workers: int = 4, reeval: bool = False,
+                listing: dict | None = None, only: set[str] | None = None) -> dict[str, Suite]:
     """Per-problem results of every suite of `runs` (DataFrame with run_id, artifact_uri) at `step`.
     `best` = the evaluation with the highest mean accuracy per run and suite (optimistic: it selects on
-    the data it reports). Local artifact stores are read in place; remote ones are downloaded first."""
-    listing = {r: list_evals(client, r, a) for r, a in zip(runs["run_id"], runs["artifact_uri"], strict=True)}
-    suites = sorted({s for v in listing.values() for s in v})
+    the data it reports). Local artifact stores are read in place; remote ones are downloaded first.
+    `<suite>_reeval` twins are left out unless `reeval`; `only` restricts the suites read; `listing` (from
+    `listings`) saves listing the artifacts again."""
+    listing = listing if listing is not None else listings(client, runs)
+    listing = {r: listing.get(r, {}) for r in runs["run_id"]}
+    suites = sorted({s for v in listing.values() for s in v if only is None or s in only})
+    if not reeval:  # `<suite>_reeval` is the base model's second evaluation, not a suite of its own
+        suites = [s for s in suites if not (s.endswith(REEVAL_SUFFIX) and s[:-len(REEVAL_SUFFIX)] in suites)]
     tmp = None
     jobs: list[tuple[str, str, int, str]] = []  # (suite, run, step, file)
     for s in suites:
@@ -312,8 +330,8 @@ def table(suites: dict[str, Suite], run_lists: dict[str, list[str]], base_of: di
           alpha: float = 0.05, power: float = 0.8, correction: str = "holm", family: str = "column"):
     """Paired comparisons of every row with its baseline, per suite and per-problem metric → DataFrame
     (suite, metric, label, baseline, mean, n, delta, lo, hi, p, p_adj, significant, se, df, d, problems,
-    tau2, mde). mean = the arm's mean over its runs and problems; MDE (`stats.welch_mde`) from the
-    run-mean SD pooled over the suite's rows plus the comparison's own problem term τ²/P."""
+    tau2, family_m, mde_alpha, mde). mean = the arm's mean over its runs and problems; MDE = `pair_mde`, from
+    the comparison's own two arms (never the spread of other rows)."""
     import pandas as pd
 
     recs = []
@@ -322,32 +340,92 @@ def table(suites: dict[str, Suite], run_lists: dict[str, list[str]], base_of: di
         for m in metrics:
             M = suite.metric(m)
             arm = {lab: M[[row_of[r] for r in runs if r in row_of]] for lab, runs in run_lists.items()}
-            run_means = [np.nanmean(X, axis=1) for X in arm.values() if len(X)]
-            sd, _ = stats.pooled_sd(run_means)
             for lab, X in arm.items():
                 b = base_of.get(lab)
                 rec = {"suite": s, "metric": m if m != "pass@k" else f"pass@{suite.k}", "label": lab,
                        "baseline": b, "mean": float(np.nanmean(X)) if X.size else np.nan, "n": len(X)}
                 if b is not None and b != lab and len(X) and len(arm[b]):
                     r = compare(X, arm[b], resamples=resamples, level=level, seed=seed)
-                    mde = np.nan
-                    if r.problems:
-                        tau2 = r.tau2 if np.isfinite(r.tau2) else 0.0
-                        mde = stats.welch_mde(sd, r.n, r.n_base, alpha=alpha, target_power=power,
-                                              extra_var=tau2 / r.problems)
                     rec.update(delta=r.delta, lo=r.lo, hi=r.hi, p=r.p, se=r.se, df=r.df, d=r.d,
-                               problems=r.problems, tau2=r.tau2, mde=mde, n_base=r.n_base)
+                               problems=r.problems, tau2=r.tau2, n_base=r.n_base)
                 recs.append(rec)
     cols = ["suite", "metric", "label", "baseline", "mean", "n", "n_base", "delta", "lo", "hi", "p", "p_adj",
-            "significant", "se", "df", "d", "problems", "tau2", "mde"]
+            "significant", "se", "df", "d", "problems", "tau2", "family_m", "mde_alpha", "mde"]
     out = pd.DataFrame(recs).reindex(columns=cols)
     if out.empty:
         return out
     p = out["p"].to_numpy(dtype=float)
     adj = np.full(len(out), np.nan)
+    fam_m = np.zeros(len(out), dtype=int)
     keys = out["suite"] + "\0" + out["metric"]
     for g in ([np.arange(len(out))] if family == "table" else [np.flatnonzero(keys == k) for k in keys.unique()]):
         adj[g] = stats.adjust(p[g], correction)
+        fam_m[g] = int(np.isfinite(p[g]).sum())
     out["p_adj"] = adj
     out["significant"] = [None if np.isnan(q) else bool(q < alpha) for q in adj]
+    out["family_m"] = fam_m
+    out["mde_alpha"] = [stats.family_alpha(alpha, int(m), correction) for m in fam_m]
+    out["mde"] = [pair_mde(c, power) for c in out.to_dict("records")]
     return out
+
+
+def pair_mde(c: dict, power: float) -> float:
+    """A paired comparison's MDE (`stats.comparison_mde`): its own crossed SE (seed part bias-corrected, problem
+    part τ²/P as is), at its family's α/m, never below half its hierarchical-bootstrap CI."""
+    if not (np.isfinite(c["p"]) and c["problems"]):
+        return np.nan
+    tau2 = c["tau2"] if np.isfinite(c["tau2"]) else 0.0
+    return stats.comparison_mde(c["se"], int(c["n"]), int(c["n_base"]), alpha=c["mde_alpha"], target_power=power,
+                                extra_var=tau2 / c["problems"], floor=(c["hi"] - c["lo"]) / 2)
+
+
+# ------------------------------------------------------------------------------ the base model evaluated twice
+
+def reeval_table(suites0: dict[str, Suite], groups: dict[str, list[str]], *, metrics=METRICS,
+                 resamples: int = 2000, level: float = stats.DEFAULT_LEVEL, seed: int = 0):
+    """The same checkpoint (the base model at step 0) evaluated twice, under eval seed A (`<suite>`) and B
+    (`<suite>_reeval`): per suite, per-problem metric and group of runs (label → run ids, e.g. one per model),
+    Δ = B − A. Per problem d_p = mean over the group's runs of (B − A) of the same run (the checkpoint cancels:
+    what is left is evaluation noise); Δ = mean of d_p; CI = percentile bootstrap over problems (`resamples`
+    draws `rng.integers(0, P, (R, P))` from `default_rng(seed)`); p = one-sample t-test of d_p over problems
+    (df P − 1). Not part of any correction family. `suites0` = `read_suites(..., step=0, reeval=True)`.
+    Columns: suite, metric, label, baseline, mean (B's), mean_a, n, n_base, delta, lo, hi, p, se, df,
+    problems."""
+    import pandas as pd
+
+    recs = []
+    for name, sa in suites0.items():
+        sb = suites0.get(name + REEVAL_SUFFIX)
+        if name.endswith(REEVAL_SUFFIX) or sb is None:
+            continue
+        for m in metrics:
+            A, B = sa.metric(m), sb.metric(m)
+            ra, rb = {r: i for i, r in enumerate(sa.run_ids)}, {r: i for i, r in enumerate(sb.run_ids)}
+            col_b = {p: i for i, p in enumerate(sb.problems)}
+            cols = [(i, col_b[p]) for i, p in enumerate(sa.problems) if p in col_b]
+            ia, ib = np.array([c[0] for c in cols], dtype=int), np.array([c[1] for c in cols], dtype=int)
+            for label, runs in groups.items():
+                both = [r for r in runs if r in ra and r in rb]
+                if not both or not len(cols):
+                    continue
+                D = B[[rb[r] for r in both]][:, ib] - A[[ra[r] for r in both]][:, ia]
+                d = D[:, np.isfinite(D).all(axis=0)].mean(axis=0)
+                P = len(d)
+                if P == 0:
+                    continue
+                delta = float(d.mean())
+                se = float(d.std(ddof=1) / np.sqrt(P)) if P > 1 else np.nan
+                test = stats.t_test(delta, se, float(P - 1), level=level)
+                lo = hi = np.nan
+                if P > 1 and resamples > 0:
+                    idx = np.random.default_rng(seed).integers(0, P, (resamples, P))
+                    lo, hi = np.percentile(d[idx].mean(axis=1), stats._q(level))
+                k_label = m if m != "pass@k" else f"pass@{min(sa.k, sb.k)}"
+                recs.append({"suite": name, "metric": k_label, "label": label, "baseline": "eval seed A",
+                             "mean": float(np.nanmean(B[[rb[r] for r in both]][:, ib])),
+                             "mean_a": float(np.nanmean(A[[ra[r] for r in both]][:, ia])), "n": len(both),
+                             "n_base": len(both), "delta": delta, "lo": float(lo), "hi": float(hi), "p": test.p,
+                             "se": se, "df": float(P - 1), "problems": P})
+    cols = ["suite", "metric", "label", "baseline", "mean", "mean_a", "n", "n_base", "delta", "lo", "hi", "p", "se",
+            "df", "problems"]
+    return pd.DataFrame(recs, columns=cols)

@@ -36,6 +36,9 @@ Schema (every key optional; defaults in brackets):
       paired_resamples: 2000        # hierarchical bootstrap resamples per paired comparison [2000]
       per_problem: true             # read eval/<suite>/step_N.parquet artifacts when runs have them [true]
       thresholds: {val/acc: 0.8}    # efficiency: steps / wall s / tokens to reach these values [none]
+      last_k: 3                     # adds per metric a column "mean of the last k evaluations" (per run the
+                                    #  mean of its last k logged values after step 0, then mean [CI] over
+                                    #  seeds and Δ with the table's test) [null: off]
 """
 from __future__ import annotations
 
@@ -54,11 +57,29 @@ _MAX = re.compile(r"(^|/)(acc|accuracy)(/|$)|acc/mean|final_val_acc|score|reward
 EVAL_KEY = re.compile(r"^eval/(?P<suite>[^/]+)/(?P<kind>avg|pass|maj)(?:_at_|[@_:])(?P<k>\d+)$")
 
 
+# the base model's second evaluation at step 0 under eval.reeval_seed is logged as suite `<suite>_reeval`
+# (rlkit/steps/evaluate.py REEVAL_SUFFIX; tests/report check they agree): not a suite of its own in a report
+REEVAL_SUFFIX = "_reeval"
+
+
+def reeval_twin(key: str, available) -> str | None:
+    """`eval/<suite>_reeval/<m>` for a key `eval/<suite>/<m>` when some run logged it, else None."""
+    parts = key.split("/")
+    if len(parts) < 3 or parts[0] != "eval" or parts[1].endswith(REEVAL_SUFFIX):
+        return None
+    twin = "/".join([parts[0], parts[1] + REEVAL_SUFFIX, *parts[2:]])
+    return twin if twin in available else None
+
+
 def eval_columns(available: list[str]) -> list[str]:
-    """Each suite's avg@k, pass@k and maj@k at its largest k (pass@1..k are all logged; one column each)."""
+    """Each suite's avg@k, pass@k and maj@k at its largest k (pass@1..k are all logged; one column each);
+    never a `<suite>_reeval` twin (the base model's second evaluation, shown in the base-model rows)."""
     best: dict[tuple[str, str], tuple[int, str]] = {}
     for key in available:
         m = EVAL_KEY.match(key)
+        if m and m["suite"].endswith(REEVAL_SUFFIX) and \
+                f"eval/{m['suite'][:-len(REEVAL_SUFFIX)]}{key[len('eval/' + m['suite']):]}" in available:
+            continue
         if m and int(m["k"]) > best.get((m["suite"], m["kind"]), (-1, ""))[0]:
             best[(m["suite"], m["kind"])] = (int(m["k"]), key)
     order = {"avg": 0, "pass": 1, "maj": 2}
@@ -116,6 +137,7 @@ class ReportSpec:
     paired_resamples: int = 2000
     per_problem: bool = True
     thresholds: dict[str, float] = field(default_factory=dict)
+    last_k: int | None = None
 
     @classmethod
     def from_dict(cls, d: dict | None) -> ReportSpec:
@@ -154,6 +176,11 @@ class ReportSpec:
                 raise ValueError(f"{k} must be in (0, 1), got {d[k]!r}")
         if "target_delta" in d and not isinstance(d["target_delta"], dict):
             d["target_delta"] = float(d["target_delta"])
+        if "last_k" in d:
+            k = d["last_k"]
+            if isinstance(k, bool) or not isinstance(k, int | str) or not str(k).strip().isdigit() or int(k) < 1:
+                raise ValueError(f"last_k must be a positive integer (or null: off), got {k!r}")
+            d["last_k"] = int(k)
         if "thresholds" in d:
             d["thresholds"] = {str(k): float(v) for k, v in d["thresholds"].items()}
         return replace(self, **d)

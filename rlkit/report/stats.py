@@ -396,6 +396,56 @@ def welch_mde(sd: float, n: int, n_base: int, *, alpha: float = 0.05, target_pow
     return float(se * _welch_factor(int(n), int(n_base), alpha, target_power))
 
 
+# Why per comparison and bias-corrected: an MDE from the SD pooled over every row of a column is smaller
+# than a noisy comparison's own CI can resolve (a row whose seeds spread twice as much as the others gets the
+# others' MDE), and plugging the sample SD s for σ makes the MDE biased low (E[s] = c4 σ < σ: detection at the
+# printed MDE was 0.75 instead of 0.80 at 3 + 3 seeds, bench/calibration.py). The MDE below uses the
+# comparison's own standard error, divided by c4 at the df that standard error has under the equal-variance
+# normal model the Welch factor assumes: an unbiased estimate of the true SE, so the printed MDE is unbiased
+# for the Δ the test detects with the target power.
+
+def c4(df: float) -> float:
+    """E[s] / σ when s² ~ σ² χ²_df / df: √(2/df) Γ((df+1)/2) / Γ(df/2) (0.886 at df 2, 0.940 at 4, 0.975 at 10);
+    NaN for df ≤ 0."""
+    from scipy.special import gammaln
+
+    if not (np.isfinite(df) and df > 0):
+        return np.nan
+    return float(np.sqrt(2.0 / df) * np.exp(gammaln((df + 1) / 2) - gammaln(df / 2)))
+
+
+def se_df(n: int, n_base: int) -> float:
+    """Degrees of freedom of Welch's SE² = s_x²/n + s_y²/n_base when both sides share one true variance
+    (Satterthwaite: (1/n + 1/n_base)² / (1/(n²(n−1)) + 1/(n_base²(n_base−1)))): n + n_base − 2 for equal arms.
+    A fixed number (not the random Welch df estimate), so SE / c4(se_df) is unbiased for the true SE."""
+    if n < 2 or n_base < 2:
+        return np.nan
+    return float((1 / n + 1 / n_base) ** 2 / (1 / (n ** 2 * (n - 1)) + 1 / (n_base ** 2 * (n_base - 1))))
+
+
+def family_alpha(alpha: float, m: int, correction: str) -> float:
+    """The per-comparison level of the most conservative step of a corrected family of m comparisons: α/m for
+    Holm (its first step = Bonferroni) and BH (its smallest threshold), α with no correction."""
+    if correction in ("holm", "bh") and m >= 1:
+        return alpha / m
+    return alpha
+
+
+def comparison_mde(se: float, n: int, n_base: int, *, alpha: float = 0.05, target_power: float = 0.8,
+                   extra_var: float = 0.0, floor: float = np.nan) -> float:
+    """MDE of one Welch comparison from its own standard error `se` (of which `extra_var` is a part that
+    seeds do not reduce, e.g. the problem term τ²/P, and is already estimated with many df):
+    the seed part of the SE is divided by c4(se_df(n, n_base)) (unbiased for the true SE), times Welch's
+    MDE factor at (n, n_base, alpha, target_power); never below `floor` (the comparison's CI half-width: a Δ
+    smaller than the CI resolves is not detectable). NaN without 2 values a side or with SE = 0."""
+    if not (np.isfinite(se) and se > 0 and n >= 2 and n_base >= 2):
+        return np.nan
+    extra = min(max(float(extra_var), 0.0), se ** 2) if np.isfinite(extra_var) else 0.0
+    seed_se = np.sqrt(se ** 2 - extra) / c4(se_df(int(n), int(n_base)))
+    out = float(np.sqrt(seed_se ** 2 + extra) * _welch_factor(int(n), int(n_base), alpha, target_power))
+    return max(out, float(floor)) if np.isfinite(floor) else out
+
+
 def seeds_needed(target_delta: float, sd: float, *, alpha: float = 0.05, target_power: float = 0.8,
                  extra_var: float = 0.0, n_max: int = 1000) -> int | None:
     """Smallest seeds per arm n (equal arms) at which Welch's test detects `target_delta` with probability

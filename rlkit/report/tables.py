@@ -107,24 +107,52 @@ class Ablation:
     correction: str = "holm"
     family: str = "column"
     interval: str = "t"
-    base: pd.DataFrame = field(default_factory=pd.DataFrame)  # label, metric, mean, n: the base model at step 0
+    base: pd.DataFrame = field(default_factory=pd.DataFrame)  # label, metric, mean, n, eval_seed, same, delta,
+    #                                                             dlo, dhi: the base model at step 0 (`base_rows`)
+    last_k: Ablation | None = None  # the same table on the mean of each run's last k evaluations (`report.last_k`)
+    k: int | None = None
 
 
-def base_rows(runs: pd.DataFrame, values0: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+BASE = "base model (step 0)"
+SEED_A, SEED_B = "eval seed A", "eval seed B (re-evaluated)"
+
+
+def base_rows(runs: pd.DataFrame, values0: pd.DataFrame, metrics: list[str],
+              twins: dict[str, str] | None = None) -> pd.DataFrame:
     """The base model's row(s): each metric's mean at step 0 over the runs that start from it (one row per
     `model` when the sweep varies the model; a metric not logged at step 0, e.g. a training metric, is absent).
-    Every arm starts from these weights, so the row is where each arm's Δ over training is read from."""
+    Every arm starts from these weights, so the row is where each arm's Δ over training is read from.
+    With `twins` (metric → its `eval/<suite>_reeval/...` key: the same checkpoint evaluated again under an
+    independent eval seed), two rows: eval seed A (the metric) and B (its twin), B's Δ = B − A, the
+    evaluation-only noise; a metric without a twin (val/acc: greedy, one measurement) shows its one value in
+    both rows (`same`)."""
+    twins = twins or {}
     runs = runs[runs["in_means"]]
     by_model = "model" in runs.columns and runs["model"].nunique() > 1
     out = []
     for model, g in (runs.groupby("model", sort=False) if by_model else [(None, runs)]):
-        label = "base model (step 0)" + (f", model={model}" if model is not None else "")
+        suffix = f", model={model}" if model is not None else ""
         v = values0.reindex(g["run_id"])
+
+        def mean(key, v=v):
+            x = v[key].dropna() if key in v.columns else pd.Series(dtype=float)
+            return (float(x.mean()), len(x)) if len(x) else (np.nan, 0)
+
         for m in [m for m in metrics if not m.startswith("summary/")]:  # (summaries are read as "last")
-            x = v[m].dropna() if m in v.columns else pd.Series(dtype=float)
-            if len(x):
-                out.append({"label": label, "metric": m, "mean": float(x.mean()), "n": len(x)})
-    return pd.DataFrame(out, columns=["label", "metric", "mean", "n"])
+            a, n = mean(m)
+            if not n:
+                continue
+            if not twins:
+                out.append({"label": BASE + suffix, "metric": m, "mean": a, "n": n, "eval_seed": "", "same": False,
+                            "delta": np.nan})
+                continue
+            out.append({"label": f"{BASE}, {SEED_A}{suffix}", "metric": m, "mean": a, "n": n, "eval_seed": "A",
+                        "same": m not in twins, "delta": np.nan})
+            b, nb = mean(twins[m]) if m in twins else (a, n)
+            out.append({"label": f"{BASE}, {SEED_B}{suffix}", "metric": m, "mean": b, "n": nb, "eval_seed": "B",
+                        "same": m not in twins, "delta": b - a if m in twins else np.nan})
+    cols = ["label", "metric", "mean", "n", "eval_seed", "same", "delta"]
+    return pd.DataFrame(out, columns=cols).assign(dlo=np.nan, dhi=np.nan)
 
 
 def _matches(value: str, wanted: str) -> bool:
@@ -243,16 +271,18 @@ def ablation(runs: pd.DataFrame, values: pd.DataFrame, metrics: list[str], row_f
         t = tests.get(i)
         b = boots.get(i)
         lo, hi = (b.lo, b.hi) if b else ((t.lo, t.hi) if t else (np.nan, np.nan))
-        mde = np.nan
-        if t and t.n >= 2 and t.n_base >= 2:
-            mde = stats.welch_mde(sd[m][0], t.n, t.n_base, alpha=alpha, target_power=power)
         cell_recs.append({"label": labels[k], "metric": m, "mean": ci.mean, "lo": ci.lo, "hi": ci.hi, "n": ci.n,
                           "delta": t.delta if t else np.nan, "dlo": lo, "dhi": hi,
                           "se": t.se if t else np.nan, "df": t.df if t else np.nan, "p": t.p if t else np.nan,
-                          "d": effects.get(i, np.nan), "mde": mde, "is_baseline": base_of[k] == k})
+                          "d": effects.get(i, np.nan), "n_base": t.n_base if t else 0, "is_baseline": base_of[k] == k})
     cells = pd.DataFrame(cell_recs, columns=["label", "metric", "mean", "lo", "hi", "n", "delta", "dlo", "dhi",
-                                             "se", "df", "p", "d", "mde", "is_baseline"])
+                                             "se", "df", "p", "d", "n_base", "is_baseline"])
     cells["p_adj"] = adjusted(cells, correction, family)
+    cells["family_m"] = family_sizes(cells, family)
+    cells["mde_alpha"] = [stats.family_alpha(alpha, int(m), correction) for m in cells["family_m"]]
+    cells["mde"] = [stats.comparison_mde(c["se"], c["n"], int(c["n_base"]), alpha=c["mde_alpha"], target_power=power,
+                                         floor=(c["dhi"] - c["dlo"]) / 2)
+                    if np.isfinite(c["p"]) else np.nan for c in cells.to_dict("records")]
     cells["significant"] = [None if np.isnan(q) else bool(q < alpha) for q in cells["p_adj"]]
     cells["stars"] = [stars(q, alpha) for q in cells["p_adj"]]
     cells["bold"] = bold_cells(cells, directions, base_labels={labels[k]: labels[b] if b is not None else None
@@ -260,13 +290,19 @@ def ablation(runs: pd.DataFrame, values: pd.DataFrame, metrics: list[str], row_f
     power_rows = []
     for m in metrics:
         s_, df_ = sd[m]
+        s_unb = s_ / stats.c4(df_) if df_ else np.nan  # unbiased for σ (the per-comparison MDE's correction)
         ns = [len(stats._clean(samples[i])) for i, (mm, _) in enumerate(cell_keys) if mm == m]
         n_typ = int(np.median([n for n in ns if n > 0])) if any(ns) else 0
+        fam = cells.loc[cells["metric"] == m, "family_m"]
+        m_typ = int(fam.max()) if len(fam) and fam.max() > 0 else 1
+        a_fam = stats.family_alpha(alpha, m_typ, correction)
         target = target_of(m) if target_of else None
-        power_rows.append({"metric": m, "sd": s_, "sd_df": df_, "seeds": n_typ,
-                           "mde": stats.welch_mde(s_, n_typ, n_typ, alpha=alpha, target_power=power),
+        power_rows.append({"metric": m, "sd": s_, "sd_df": df_, "sd_unbiased": s_unb, "seeds": n_typ,
+                           "mde": stats.welch_mde(s_unb, n_typ, n_typ, alpha=alpha, target_power=power),
+                           "family_m": m_typ, "mde_alpha": a_fam,
+                           "mde_family": stats.welch_mde(s_unb, n_typ, n_typ, alpha=a_fam, target_power=power),
                            "target_delta": target,
-                           "seeds_needed": stats.seeds_needed(target, s_, alpha=alpha, target_power=power)
+                           "seeds_needed": stats.seeds_needed(target, s_unb, alpha=a_fam, target_power=power)
                            if target else None})
     return Ablation(rows=rows, cells=cells, metrics=metrics, row_factors=row_factors, directions=directions,
                     power=pd.DataFrame(power_rows), run_lists={labels[k]: v for k, v in run_lists.items()},
@@ -282,6 +318,16 @@ def adjusted(cells: pd.DataFrame, correction: str, family: str) -> np.ndarray:
     for g in groups:
         out[g] = stats.adjust(cells["p"].to_numpy(dtype=float)[g], correction)
     return out
+
+
+def family_sizes(cells: pd.DataFrame, family: str) -> np.ndarray:
+    """m of each comparison's family: the comparisons with a p-value in its metric column (or the table)."""
+    has_p = cells["p"].notna().to_numpy()
+    if family == "table":
+        return np.full(len(cells), int(has_p.sum()))
+    metric = cells["metric"].to_numpy()
+    counts = {m: int(has_p[metric == m].sum()) for m in dict.fromkeys(metric)}
+    return np.array([counts[m] for m in metric], dtype=int)
 
 
 def stars(p_adj: float, alpha: float) -> str:
@@ -324,13 +370,59 @@ def _arrow(direction: str | None) -> str:
     return {"max": " ↑", "min": " ↓"}.get(direction, "")
 
 
+def _delta_cell(c: dict, r: dict, d: int) -> Cell:
+    if c["is_baseline"]:
+        return Cell("baseline")
+    if not np.isfinite(c["delta"]):
+        return Cell("" if r["baseline"] is None else "—")
+    dt = fmt(c["delta"], d, sign=True)
+    title = f"Δ vs {r['baseline']}"
+    if np.isfinite(c["dlo"]):
+        title += f": CI [{fmt(c['dlo'], d, sign=True)}, {fmt(c['dhi'], d, sign=True)}]"
+    if np.isfinite(c["p"]):
+        title += f"; p={fmt_p(c['p'])}, adjusted {fmt_p(c['p_adj'])}; d={fmt(c['d'], 2)}"
+    if c["stars"] == "n.s.":
+        dt += " n.s." + (f" (MDE {fmt(c['mde'], d)})" if np.isfinite(c["mde"]) else "")
+        if np.isfinite(c["mde"]):
+            title += f"; MDE at α={c['mde_alpha']:.3g} (m={int(c['family_m'])})"
+    elif c["stars"]:
+        dt += c["stars"]
+    return Cell(dt, title=title)
+
+
+def _mean_cell(c: dict, r: dict, d: int) -> Cell:
+    if c["n"] == 0:
+        text = "—"
+    else:
+        text = fmt(c["mean"], d)
+        if c["n"] >= 2:
+            text += f" [{fmt(c['lo'], d)}, {fmt(c['hi'], d)}]"
+        if c["n"] != r["n"]:
+            text += f" (n={c['n']})"
+    return Cell(text, bold=bool(c["bold"]), title=f"n={c['n']}")
+
+
+def _base_delta_cell(b: dict | None, d: int) -> Cell:
+    """Row B's Δ: B − A, the same checkpoint evaluated twice (with the per-problem CI where there is one)."""
+    if not b or b.get("eval_seed") != "B" or not np.isfinite(b.get("delta", np.nan)):
+        return Cell("")
+    text = "B−A " + fmt(b["delta"], d, sign=True)
+    if np.isfinite(b.get("dlo", np.nan)):
+        text += f" [{fmt(b['dlo'], d, sign=True)}, {fmt(b['dhi'], d, sign=True)}]"
+    return Cell(text, title="evaluation-only noise: the base model scored again under an independent eval seed")
+
+
 def ablation_grid(t: Ablation) -> Grid:
     header = [factor_label(f) for f in t.row_factors] or ["variant"]
     header.append("n")
+    lk = t.last_k
     for m in t.metrics:
         header += [metric_label(m) + _arrow(t.directions.get(m)), "Δ"]
+        if lk is not None:
+            header += [f"{metric_label(m)}, mean of last {t.k}", "Δ"]
     dec = {m: decimals_for(t.cells.loc[t.cells["metric"] == m, "mean"]) for m in t.metrics}
     idx = {(c["label"], c["metric"]): c for c in t.cells.to_dict("records")}
+    lk_idx = {(c["label"], c["metric"]): c for c in lk.cells.to_dict("records")} if lk is not None else {}
     out = []
     base = {(b["label"], b["metric"]): b for b in t.base.to_dict("records")}
     for label in dict.fromkeys(b["label"] for b in base.values()):
@@ -338,7 +430,11 @@ def ablation_grid(t: Ablation) -> Grid:
         row.append(Cell(str(max(b["n"] for (lab, _), b in base.items() if lab == label))))
         for m in t.metrics:
             b = base.get((label, m))
-            row += [Cell(fmt(b["mean"], dec[m]) if b else "—", title="the base model, before any update"), Cell("")]
+            title = "the base model, before any update" + \
+                ("; one measurement (no second evaluation of this metric), shown in both rows" if b and b["same"] else "")
+            row += [Cell(fmt(b["mean"], dec[m]) if b else "—", title=title), _base_delta_cell(b, dec[m])]
+            if lk is not None:
+                row += [Cell(""), Cell("")]
         out.append(row)
     for r in t.rows.to_dict("records"):
         row = [Cell(str(v)) for v in r["row_key"]] or [Cell(r["label"])]
@@ -348,32 +444,10 @@ def ablation_grid(t: Ablation) -> Grid:
         row.append(Cell(ntext))
         for m in t.metrics:
             c = idx[(r["label"], m)]
-            d = dec[m]
-            if c["n"] == 0:
-                text = "—"
-            else:
-                text = fmt(c["mean"], d)
-                if c["n"] >= 2:
-                    text += f" [{fmt(c['lo'], d)}, {fmt(c['hi'], d)}]"
-                if c["n"] != r["n"]:
-                    text += f" (n={c['n']})"
-            row.append(Cell(text, bold=bool(c["bold"]), title=f"n={c['n']}"))
-            if c["is_baseline"]:
-                row.append(Cell("baseline"))
-            elif not np.isfinite(c["delta"]):
-                row.append(Cell("" if r["baseline"] is None else "—"))
-            else:
-                dt = fmt(c["delta"], d, sign=True)
-                title = f"Δ vs {r['baseline']}"
-                if np.isfinite(c["dlo"]):
-                    title += f": CI [{fmt(c['dlo'], d, sign=True)}, {fmt(c['dhi'], d, sign=True)}]"
-                if np.isfinite(c["p"]):
-                    title += f"; p={fmt_p(c['p'])}, adjusted {fmt_p(c['p_adj'])}; d={fmt(c['d'], 2)}"
-                if c["stars"] == "n.s.":
-                    dt += " n.s." + (f" (MDE {fmt(c['mde'], d)})" if np.isfinite(c["mde"]) else "")
-                elif c["stars"]:
-                    dt += c["stars"]
-                row.append(Cell(dt, title=title))
+            row += [_mean_cell(c, r, dec[m]), _delta_cell(c, r, dec[m])]
+            if lk is not None:
+                c = lk_idx[(r["label"], m)]
+                row += [_mean_cell(c, r, dec[m]), _delta_cell(c, r, dec[m])]
         out.append(row)
     return Grid(header=header, rows=out, n_index=max(len(t.row_factors), 1))
 
@@ -386,27 +460,38 @@ def fmt_p(p: float) -> str:
 
 
 def power_grid(t: Ablation, level: float, power: float) -> Grid:
-    """Per metric: seed-to-seed SD, the MDE at the seeds run, and seeds needed for the target Δ."""
+    """Per metric: seed-to-seed SD pooled over the rows (bias-corrected), the MDE at the typical seeds per row at
+    α and at the marks' level α/m, and seeds needed for the target Δ at α/m."""
     rows = []
+    adj = t.correction in ("holm", "bh")
     for r in t.power.to_dict("records"):
         d = decimals_for(t.cells.loc[t.cells["metric"] == r["metric"], "mean"])
         need = r["seeds_needed"]
         rows.append([Cell(metric_label(r["metric"])), Cell(fmt(r["sd"], d) + f" (df {r['sd_df']})"),
                      Cell(str(r["seeds"])), Cell(fmt(r["mde"], d)),
+                     Cell(fmt(r["mde_family"], d) + (f" (m={r['family_m']})" if adj else "")),
                      Cell("—" if r["target_delta"] is None else fmt(r["target_delta"], d)),
                      Cell("—" if r["target_delta"] is None else (">1000" if need is None else str(need)))])
-    return Grid(header=["metric", "seed SD (pooled)", "seeds per arm", f"MDE ({int(power * 100)}% power)",
-                        "target Δ", "seeds needed"], rows=rows, n_index=1,
-                caption=f"power of the two-sided t-test at α={t.alpha} (unadjusted), equal arms")
+    pct = int(power * 100)
+    fam = "α/m (the marks' most conservative step, m = comparisons in the family)" if adj else "α"
+    return Grid(header=["metric", "seed SD (pooled)", "seeds per arm", f"MDE ({pct}% power, α={t.alpha:g})",
+                        f"MDE at {'α/m' if adj else 'α'}", "target Δ", "seeds needed"], rows=rows, n_index=1,
+                caption=f"power of Welch's two-sided test, equal arms at the typical seeds per row; seed SD pooled "
+                        f"over all rows, divided by c4(df) (unbiased for σ); seeds needed at {fam}. Planning "
+                        f"numbers: each comparison's own MDE (table) uses its own two rows' spread")
 
 
 def ablation_csv(t: Ablation) -> pd.DataFrame:
-    """Tidy numbers of the table (one row per row × metric) for table.csv."""
-    rows = t.rows[["label", "n", "baseline"]]
-    cells = t.cells.merge(rows.rename(columns={"n": "row_n"}), on="label")
-    if t.base.empty:
-        return cells
-    return pd.concat([t.base.assign(row_n=t.base["n"], baseline=None, step=0), cells], ignore_index=True)
+    """Tidy numbers of the table (one row per row × metric; with last_k also per row × metric of the last-k
+    columns, `value` = "mean of last k") for table.csv."""
+    rows = t.rows[["label", "n", "baseline"]].rename(columns={"n": "row_n"})
+    parts = []
+    if not t.base.empty:
+        parts.append(t.base.assign(row_n=t.base["n"], baseline=None, step=0, value="at step 0"))
+    parts.append(t.cells.merge(rows, on="label").assign(value="at the report's step"))
+    if t.last_k is not None:
+        parts.append(t.last_k.cells.merge(rows, on="label").assign(value=f"mean of last {t.k}"))
+    return pd.concat(parts, ignore_index=True)
 
 
 # ------------------------------------------------------------------------------------------- factorial

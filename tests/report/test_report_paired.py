@@ -195,3 +195,4 @@ def test_plan_command(sweep, capsys):
     rc = main(["plan", "pp", "--tracking-uri", sweep["uri"], "--target-delta", "0.05", "--metrics", "val/acc"])
     out = capsys.readouterr().out
     assert rc == 0 and "val/acc" in out and "seeds per arm" in out
+    assert "divided by c4(df)" in out and "MDE α/m" in out  # the plan says what it pools and at which level

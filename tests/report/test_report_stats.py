@@ -169,3 +169,60 @@ def test_stratified_bootstrap_resamples_within_suites():
     rng = np.random.default_rng(0)
     idx = stats.stratified_indices(rng, 2, 2, 500)
     assert idx.shape == (500, 2, 2) and set(np.unique(idx)) == {0, 1}
+
+
+# ------------------------------------------------------------------------------ per-comparison MDE
+
+def test_c4_and_se_df_by_hand():
+    # c4(ν) = √(2/ν) Γ((ν+1)/2) / Γ(ν/2): ν = 2 → Γ(1.5)/Γ(1) = √π/2 = 0.886227; ν = 4 → √½ · Γ(2.5)/Γ(2) = 0.939986
+    assert stats.c4(2) == pytest.approx(math.sqrt(math.pi) / 2, abs=1e-12)
+    assert stats.c4(4) == pytest.approx(math.sqrt(0.5) * 0.75 * math.sqrt(math.pi), abs=1e-12)
+    assert math.isnan(stats.c4(0))
+    # ν of s_x²/n + s_y²/m under one variance: equal arms n + m − 2; 3 + 5: (8/15)² / (1/18 + 1/100) = 4.339
+    assert stats.se_df(3, 3) == pytest.approx(4.0) and stats.se_df(2, 2) == pytest.approx(2.0)
+    assert stats.se_df(3, 5) == pytest.approx((8 / 15) ** 2 / (1 / 18 + 1 / 100))
+    assert stats.family_alpha(0.05, 3, "holm") == pytest.approx(0.05 / 3)
+    assert stats.family_alpha(0.05, 3, "bh") == pytest.approx(0.05 / 3) and stats.family_alpha(0.05, 3, "none") == 0.05
+
+
+def test_comparison_mde_by_hand_and_above_its_ci():
+    """policy_loss's failure, small: four rows of 3 seeds, three of them at (or next to) the ceiling. The old MDE
+    pooled the seed SD over the rows (√(0.005133 / 8) = 0.02533) and printed 0.089 for the comparison of the
+    constant row b with the noisy baseline a, whose own 95% CI is ±0.125: an "MDE" the comparison cannot
+    resolve. The new one uses the comparison's own SE, bias-corrected, at Holm's first step α/m."""
+    a, b, d = [0.90, 0.96, 1.00], [1.0, 1.0, 1.0], [0.99, 1.0, 1.0]
+    sd, df = stats.pooled_sd([a, b, b, d])
+    assert (sd, df) == (pytest.approx(math.sqrt(0.0051333333 / 8), abs=1e-9), 8)
+    old = stats.welch_mde(sd, 3, 3)
+    t = stats.welch(b, a)
+    # var(a) = ((−0.05333)² + 0.00667² + 0.04667²) / 2 = 0.0025333; SE = √(0.0025333/3 + 0) = 0.029059; Welch df = 2
+    assert t.se == pytest.approx(math.sqrt(0.0025333333 / 3), abs=1e-9) and t.df == pytest.approx(2.0)
+    half = (t.hi - t.lo) / 2  # t_{2, .975} · SE = 4.302653 · 0.029059 = 0.12503
+    assert half == pytest.approx(4.302653 * 0.0290593, abs=1e-5)
+    assert old == pytest.approx(0.0888, abs=5e-4) and old < half  # the defect
+    # m = 3 comparisons (b, c, d vs a) → α/m = 0.05/3; Welch factor at 3 + 3 seeds there = 6.404 (simulated, fixed
+    # seed); MDE = 0.029059 / c4(4) · 6.404 = 0.029059 / 0.939986 · 6.404 = 0.198
+    f = stats._welch_factor(3, 3, 0.05 / 3, 0.8)
+    assert f == pytest.approx(6.404, abs=2e-3)
+    new = stats.comparison_mde(t.se, 3, 3, alpha=0.05 / 3, floor=half)
+    assert new == pytest.approx(0.0290593 / 0.939986 * f, abs=1e-5) and new == pytest.approx(0.198, abs=1e-3)
+    assert new > half
+    # the floor binds when the CI is wider than the power formula's Δ; SE 0 (both rows constant): no MDE
+    assert stats.comparison_mde(0.1, 3, 3, alpha=0.05, floor=0.5) == 0.5
+    assert math.isnan(stats.comparison_mde(0.0, 3, 3)) and math.isnan(stats.comparison_mde(0.1, 1, 3))
+    # a part of the SE that seeds do not reduce (τ²/P) is not bias-corrected: √((√(0.01 − 0.006)/c4(4))² + 0.006) · F
+    f05 = stats._welch_factor(3, 3, 0.05, 0.8)
+    assert stats.comparison_mde(0.1, 3, 3, extra_var=0.006) == pytest.approx(
+        math.sqrt(0.004 / stats.c4(4) ** 2 + 0.006) * f05, abs=1e-12)
+
+
+def test_comparison_mde_is_unbiased_for_the_true_mde():
+    """E[SE / c4(ν)] = the true SE (normal values, one variance): the mean printed MDE over many draws matches the
+    MDE computed from the true σ (`welch_mde`), where the plain SE falls short by c4(4) = 0.94."""
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(0, 1, (20000, 3)), rng.normal(0, 1, (20000, 3))
+    se = np.sqrt(x.var(axis=1, ddof=1) / 3 + y.var(axis=1, ddof=1) / 3)
+    printed = np.array([stats.comparison_mde(s, 3, 3) for s in se[:4000]])
+    true = stats.welch_mde(1.0, 3, 3)
+    assert printed.mean() == pytest.approx(true, rel=0.02)
+    assert (se.mean() * true / np.sqrt(2 / 3)) == pytest.approx(0.94 * true, rel=0.02)

@@ -235,24 +235,36 @@ def test_rendered_markdown_latex_html(report):
     md = (report.out_dir / "report.md").read_text()
     assert "| algo | length | n | val acc ↑ | Δ | val gsm8k acc ↑ | Δ | length | Δ | truncation ↓ | Δ | wall time (s) ↓ | Δ |" in md
     assert "| grpo | 16k | 2 (+1 superseded) | 0.320 [0.300, 0.340] | baseline |" in md
-    # n.s. = Holm-adjusted Welch p ≥ 0.05, followed by the MDE at the seeds run: val/acc's seed SD pooled over
-    # the 4 rows = √((0.0008 + 0.0002 + 0.0008 + 0.0018) / 4) = 0.030 (4 df); MDE = SE · 10.43 with
-    # SE = 0.030 · √(1/2 + 1/2): Welch's power at 2 + 2 seeds (stats.welch_mde; test_report_stats checks it)
-    assert ("| ppo | 16k | 2 | 0.420 [0.400, 0.440] | +0.100 n.s. (MDE 0.313) | 0.600 [0.550, 0.650] | "
-            "+0.050 n.s. (MDE 0.737) | 390 [380, 400] | -20 n.s. (MDE 286) | 0.130 [0.120, 0.140] | "
-            "-0.020 n.s. (MDE 0.390) | 4000 [4000, 4000] | +300 n.s. (MDE 1806) |") in md
-    assert ("| ppo | 24k | 2 (+1 failed, 1 killed, 1 running) | 0.380 [0.350, 0.410] | +0.010 n.s. (MDE 0.313) | "
+    # n.s. = Holm-adjusted Welch p ≥ 0.05, followed by this comparison's own MDE (stats.comparison_mde): its Welch
+    # SE from its two rows only, / c4(2) = 0.886227 (2 + 2 seeds: ν = 2), × Welch's factor at 2 + 2 seeds and the
+    # family's α/m: val acc has m = 2 comparisons (ppo vs grpo at 16k and at 24k) → α = 0.025, factor 19.038;
+    # val gsm8k acc has m = 1 (grpo 24k has one value: no test) → α = 0.05, factor 10.427.
+    #   val acc   ppo/16k {0.40, 0.44} vs grpo/16k {0.30, 0.34}: SE = √(0.0008/2 + 0.0008/2) = 0.028284
+    #             → 0.028284 / 0.886227 · 19.038 = 0.608 (the old MDE pooled the 4 rows' SD: 0.313)
+    #   gsm8k     {0.55, 0.65} vs {0.5, 0.6}: SE = √(0.005/2 + 0.005/2) = 0.070711 → · 10.427 / 0.886 = 0.832
+    #   length    {380, 400} vs {400, 420}: SE = √(200/2 + 200/2) = 14.142 → 304
+    #   truncation {0.12, 0.14} vs {0.20, 0.10}: SE = √(0.0002/2 + 0.005/2) = 0.050990 → 1.095
+    #   wall time {4000, 4000} vs {3600, 3800}: SE = √(0 + 20000/2) = 100 → 2148
+    #   ppo/24k val acc {0.35, 0.41} vs {0.36, 0.38}: SE = √(0.0018/2 + 0.0002/2) = 0.031623 → 0.679
+    # Each MDE is above its CI half-width (the floor), e.g. val acc: bootstrap CI [+0.060, +0.140], half 0.04.
+    assert ("| ppo | 16k | 2 | 0.420 [0.400, 0.440] | +0.100 n.s. (MDE 0.608) | 0.600 [0.550, 0.650] | "
+            "+0.050 n.s. (MDE 0.832) | 390 [380, 400] | -20 n.s. (MDE 304) | 0.130 [0.120, 0.140] | "
+            "-0.020 n.s. (MDE 1.095) | 4000 [4000, 4000] | +300 n.s. (MDE 2148) |") in md
+    assert ("| ppo | 24k | 2 (+1 failed, 1 killed, 1 running) | 0.380 [0.350, 0.410] | +0.010 n.s. (MDE 0.679) | "
             "0.850 [0.800, 0.900] | +0.150 |") in md
     assert "| grpo | 24k | 2 | 0.370 [0.360, 0.380] | baseline | 0.700 (n=1) | baseline |" in md
     assert "| grpo | 0.320 | 0.370 | **0.345** |" in md and "| **mean** | **0.370** | **0.375** |" in md
-    assert "| val acc | 0.030 (df 4) | 2 | 0.313 | — | — |" in md  # the power table
+    # the power table: SD pooled over the 4 rows √((0.0008 + 0.0002 + 0.0008 + 0.0018) / 4) = 0.030 (4 df),
+    # / c4(4) = 0.939986 → 0.031915; MDE at 2 + 2 seeds = 0.031915 · √(1/2 + 1/2) · 10.427 = 0.333 at α = 0.05,
+    # · 19.038 = 0.608 at α/m = 0.025 (m = 2)
+    assert "| val acc | 0.030 (df 4) | 2 | 0.333 | 0.608 (m=2) | — | — |" in md
     assert "## Definitions" in md and "**adjusted p**: Holm" in md
     tex = (report.out_dir / "table.tex").read_text()
     assert "\\toprule" in tex and "\\bottomrule" in tex
-    assert "0.420 [0.400, 0.440]" in tex and "+0.010 n.s. (MDE 0.313)" in tex and "val acc $\\uparrow$" in tex
+    assert "0.420 [0.400, 0.440]" in tex and "+0.010 n.s. (MDE 0.679)" in tex and "val acc $\\uparrow$" in tex
     assert "holm-adjusted p" in tex and "\\item \\textbf{MDE}" in tex
     html = (report.out_dir / "report.html").read_text()
-    assert '<td title="Δ vs algo=grpo, length=16k: CI [+0.060, +0.140]; p=0.072, adjusted 0.14; d=3.54" class="ns">' in html
+    assert '<td title="Δ vs algo=grpo, length=16k: CI [+0.060, +0.140]; p=0.072, adjusted 0.14; d=3.54; MDE at α=0.025 (m=2)" class="ns">' in html
     assert 'src="data:image/png;base64,' in html and 'src="http' not in html and "<link" not in html
     csv = pd.read_csv(report.out_dir / "table.csv")
     base = csv[csv["label"] == "base model (step 0)"]  # the values every run logged at step 0 (not the summary)
@@ -322,7 +334,7 @@ def test_cli(sweep, tmp_path, capsys):
     assert rc == 0 and f"wrote {tmp_path / 'out' / 'abl'}/" in out
     md = (tmp_path / "out" / "abl" / "report.md").read_text()
     # best = step 5 = final + 0.05; default Student-t interval: 0.47 ± 12.706 · 0.0283 / √2
-    assert "| ppo | 16k | 2 | 0.470 [0.216, 0.724] | +0.100 n.s. (MDE 0.313) |" in md
+    assert "| ppo | 16k | 2 | 0.470 [0.216, 0.724] | +0.100 n.s. (MDE 0.608) |" in md  # (SEs as at last)
     assert "| truncation_max | 0.25 |" in md
     rc = main(["nope", "--tracking-uri", sweep["uri"], "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
