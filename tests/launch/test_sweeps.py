@@ -130,3 +130,14 @@ def test_sweep_file_values_reach_the_job():
     assert [s.steps for s in job.curriculum.stages] == [30, None]
     assert job.curriculum.reset_ref is True and job.data.name == "ladder_2" and job.model.name == "tiny_ladder"
     assert OmegaConf.to_container(config_loader().load_sweep_config(cfg, mixed).curriculum.stages) == []
+
+
+def test_the_band_arm_trains_on_the_pass_rate_band():
+    """In a multirun the sweep's own `override /data:` comes after +arm: the band must survive it."""
+    cfg = compose_multirun(["+sweep=algo_low_signal"])
+    jobs = {" ".join(o for o in ov if o.startswith("+arm=")): ov for ov in job_overrides(cfg)}
+    band = config_loader().load_sweep_config(cfg, jobs["+arm=grpo_passrate_band"])
+    plain = config_loader().load_sweep_config(cfg, jobs["+arm=grpo"])
+    assert band.data.source._target_ == "rlkit.data.filter_source.filtered" and (band.data.source.lo, band.data.source.hi) == (0.2, 0.625)
+    assert band.data.source.rates_file.endswith("passrate-tiny-arith_hard-k8.json")
+    assert plain.data.source._target_ == "rlkit.data.arithmetic.load" and plain.data.name == band.data.name == "arith_hard"
