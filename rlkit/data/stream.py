@@ -35,6 +35,12 @@ def load_group(cfg: DictConfig, need_train: bool = True) -> DataGroup:
     source = instantiate(cfg.source)
     val = source(split=cfg.val_split)[: cfg.val_size]
     train = source(split=cfg.train_split) if need_train else []
+    band = cfg.get("passrate_band")
+    if band and need_train:  # a pass-rate band over any group's train split (conf/arm/grpo_passrate_band.yaml)
+        from rlkit.data.difficulty import band_filter, check_band, load_rates
+
+        check_band(float(band.lo), float(band.hi))
+        train = band_filter(train, load_rates(str(band.rates_file)), float(band.lo), float(band.hi))
     if need_train and not train:
         raise ValueError(f"data={cfg.name}: the {cfg.train_split!r} split is empty")
     if not val:

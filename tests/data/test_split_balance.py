@@ -3,6 +3,7 @@
 is about, and the `ood` probe is exactly the answers ending in 0."""
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -68,3 +69,14 @@ def test_every_tiny_data_group_loads_both_splits(name):
     group = load_group(cfg)
     assert len(group.train) > 100 and len(group.val) == cfg.val_size
     assert not {p.id for p in group.train} & {p.id for p in group.val}
+
+
+def test_a_passrate_band_filters_the_train_split_only(tmp_path):
+    cfg = OmegaConf.load(CONF / "arith_hard.yaml")
+    plain = load_group(cfg)
+    rates = {p.id: (0.25 if i % 3 == 0 else 0.0) for i, p in enumerate(plain.train)}
+    (tmp_path / "rates.json").write_text(json.dumps(rates))
+    cfg.passrate_band = {"rates_file": str(tmp_path / "rates.json"), "lo": 0.2, "hi": 0.625}
+    banded = load_group(cfg)
+    assert [p.id for p in banded.train] == [p.id for i, p in enumerate(plain.train) if i % 3 == 0]
+    assert [p.id for p in banded.val] == [p.id for p in plain.val]

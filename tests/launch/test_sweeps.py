@@ -138,6 +138,6 @@ def test_the_band_arm_trains_on_the_pass_rate_band():
     jobs = {" ".join(o for o in ov if o.startswith("+arm=")): ov for ov in job_overrides(cfg)}
     band = config_loader().load_sweep_config(cfg, jobs["+arm=grpo_passrate_band"])
     plain = config_loader().load_sweep_config(cfg, jobs["+arm=grpo"])
-    assert band.data.source._target_ == "rlkit.data.filter_source.filtered" and (band.data.source.lo, band.data.source.hi) == (0.2, 0.625)
-    assert band.data.source.rates_file.endswith("passrate-tiny-arith_hard-k8.json")
-    assert plain.data.source._target_ == "rlkit.data.arithmetic.load" and plain.data.name == band.data.name == "arith_hard"
+    assert band.data.source == plain.data.source and band.data.name == plain.data.name == "arith_hard"
+    assert (band.data.passrate_band.lo, band.data.passrate_band.hi) == (0.2, 0.625) and plain.data.passrate_band is None
+    assert band.data.passrate_band.rates_file.endswith("passrate-tiny-arith_hard-k8.json")
