@@ -136,8 +136,8 @@ def test_unit_rules():
     assert (state, onset) == ("fired", 15) and "distinct_frac not logged" in detail
     # thresholds from the sweep file change the verdict
     s = {"response_length/clip_ratio": (steps, np.full(T, 0.15))}
-    assert check_run(s, Thresholds())["truncation"][:2] == ("fired", 0)
-    assert check_run(s, Thresholds(truncation_max=0.2))["truncation"][:2] == ("clear", None)
+    assert check_run(s, Thresholds(truncation_max=0.1))["truncation"][:2] == ("fired", 0)
+    assert check_run(s, Thresholds())["truncation"][:2] == ("clear", None)  # the default 0.2 (calibrated)
     # intended staleness (0 at the first step, then growing 1e-4 per step to 4e-3 as the policy speeds up) and
     # bf16-like rollouts (level 3e-3) stay clear; the same growth without rollout/staleness fires
     stale_k = np.where(steps < 1, 0.0, 1e-4 * steps)

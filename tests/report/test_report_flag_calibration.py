@@ -59,12 +59,12 @@ def test_rates_over_the_grid_and_proposal(aa, tmp_path, capsys):
     assert doc["runs"] == 20 and doc["sweeps"] == {"aa1": 10, "aa2": 10}
     fh = doc["flags"]["format_hacking"]
     # format ≥ 0.5 + format_rise for ≥ 3 points: the +0.27 run fires up to 0.25, the +0.45 run up to 0.4
-    assert (fh["runs"], fh["fired"], fh["rate"]) == (20, 2, 0.1)  # at the default 0.2: 2/20 > 5%
+    assert (fh["runs"], fh["fired"], fh["rate"]) == (20, 1, 0.05)  # at conf/report/default.yaml's 0.3 (at 0.2: 2/20)
     grid = {g["format_rise"]: g["fired"] for g in fh["grid"]}
     assert grid == {0.1: 2, 0.15: 2, 0.2: 2, 0.25: 2, 0.3: 1, 0.4: 1, 0.5: 0, 0.6: 0, 0.8: 0}
-    assert fh["proposed"] == {"format_rise": 0.3} and fh["proposed_rate"] == 0.05  # least strict with ≤ 1/20
+    assert fh["proposed"] == {"format_rise": 0.3} and fh["proposed_rate"] == 0.05  # in force and ≤ 1/20: kept
     tr = doc["flags"]["truncation"]
-    assert (tr["fired"], tr["runs"], tr["proposed"]) == (0, 20, {"truncation_max": 0.1})  # in force: kept
+    assert (tr["fired"], tr["runs"], tr["proposed"]) == (0, 20, {"truncation_max": 0.2})  # in force: kept
     assert doc["flags"]["stale_weights"]["runs"] == 0 and doc["flags"]["stale_weights"]["rate"] is None
     assert "format_hacking" in capsys.readouterr().out
     assert cal.main(["nope", "--tracking-uri", uri]) == 2 and "no sweep named 'nope'" in capsys.readouterr().err
@@ -76,15 +76,15 @@ def test_report_prints_the_rate_at_matching_thresholds(aa, tmp_path, monkeypatch
     out = tmp_path / "rates.json"
     cal.main(["aa1", "aa2", "--tracking-uri", uri, "--write", str(out)])
     rates = diagnose.load_rates(out)
-    th = diagnose.Thresholds()
-    assert diagnose.false_alarms("format_hacking", th, rates)["fired"] == 2
-    assert diagnose.false_alarms("format_hacking", replace(th, format_rise=0.3), rates)["fired"] == 1  # a grid point
+    th = diagnose.Thresholds()  # format_rise 0.3, the calibrated default
+    assert diagnose.false_alarms("format_hacking", th, rates)["fired"] == 1
+    assert diagnose.false_alarms("format_hacking", replace(th, format_rise=0.2), rates)["fired"] == 2  # a grid point
     assert diagnose.false_alarms("format_hacking", replace(th, acc_flat=0.05), rates) is None  # another rule
     monkeypatch.setattr(diagnose, "RATES_FILE", out)
     r = build_report(uri, "aa1", ReportSpec.from_dict({"curves": [], "per_problem": False}), d / "rep",
                      log_artifacts=False)
     md = (r.out_dir / "report.md").read_text()
-    assert "| false alarms on no-effect runs | 0/20 | 0/20 | 2/20 | 0/20 | 0/20 | 0/20 | 0/20 | not measured |" in md
+    assert "| false alarms on no-effect runs | 0/20 | 0/20 | 1/20 | 0/20 | 0/20 | 0/20 | 0/20 | not measured |" in md
     assert "measured by bench/flag_calibration.py on aa1, aa2" in md
     r = build_report(uri, "aa1", ReportSpec.from_dict({"curves": [], "per_problem": False,
                                                        "diagnose": {"acc_flat": 0.05}}), d / "rep2",
