@@ -8,11 +8,11 @@ import torch
 
 from rlkit import distributed
 from rlkit.data.arithmetic import accuracy_by_context
-from rlkit.eval.suite import Suite
 from rlkit.rollout.base import SamplingParams
 from rlkit.steps.sample import response_budget
 
 if TYPE_CHECKING:
+    from rlkit.eval.suite import Suite
     from rlkit.steps.log import StepLog
     from rlkit.steps.parts import RunParts
 

@@ -32,5 +32,5 @@ def test_mean_matches_the_batch_accuracy_and_seeds_differ():
 def test_the_shipped_config_binds_the_transform():
     cfg = OmegaConf.load("conf/reward/random.yaml")
     fn = instantiate(cfg.transform)
-    assert fn([0.0, 1.5], [False, True], 0) in ([0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0])
+    assert fn([0.0, 1.5], [True, True], 0) == [1.0, 1.0] and fn([1.5, 1.5], [False, False], 0) == [0.0, 0.0]
     assert OmegaConf.load("conf/reward/format_only.yaml").components.accuracy.weight == 0.0
